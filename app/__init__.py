@@ -1,0 +1,3 @@
+"""mlops: a retraining control plane."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,36 @@
+"""The `mlops` command line."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from app.cli import serve as server
+from app.core.settings import Settings
+
+app = typer.Typer(help="mlops: a retraining control plane.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
+    demo: Annotated[bool, typer.Option(help="Create the demo pipeline if missing")] = False,
+) -> None:
+    """Migrate the database and serve the API."""
+    server.serve(Settings(), host=host, port=port, demo=demo)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Migrate the database to the latest revision."""
+    settings = Settings()
+    server.upgrade_database(settings)
+    typer.echo("Database is at the latest revision")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,50 @@
+"""`mlops serve` and `mlops db upgrade`: the commands that run in the server's own process."""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+
+import yaml
+
+from app.core import migrate
+from app.core.db import make_engine, make_session_factory, unit_of_work
+from app.core.settings import Settings
+from app.pipelines import service as pipelines
+from app.pipelines.parsing import parse_spec
+
+log = logging.getLogger("mlops")
+
+
+def upgrade_database(settings: Settings) -> None:
+    """Migrate the configured database to the latest revision."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(settings.resolved_database_url)
+
+
+def load_demo(settings: Settings) -> str:
+    """Create the demo pipeline unless it exists; returns its name."""
+    text = resources.files("app.demo").joinpath("breast-cancer.yaml").read_text()
+    spec = parse_spec(yaml.safe_load(text), settings)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with unit_of_work(make_session_factory(engine)) as session:
+            if pipelines.find(session=session, name=spec.name) is None:
+                pipelines.create(session=session, spec=spec)
+                log.info("created demo pipeline %s", spec.name)
+    finally:
+        engine.dispose()
+    return spec.name
+
+
+def serve(settings: Settings, *, host: str, port: int, demo: bool) -> None:
+    """Migrate, optionally load the demo pipeline, and serve the API with uvicorn."""
+    import uvicorn
+
+    from app.main import create_app
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    upgrade_database(settings)
+    if demo:
+        load_demo(settings)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")

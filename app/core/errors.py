@@ -1,0 +1,63 @@
+"""Domain errors. Services raise these; one handler turns them into RFC 9457 problem+json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    status_code = 400
+    title = "Bad request"
+
+    def __init__(self, detail: str, *, extra: dict[str, Any] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra or {}
+
+
+class NotFound(DomainError):
+    status_code = 404
+    title = "Not found"
+
+
+class Conflict(DomainError):
+    status_code = 409
+    title = "Conflict"
+
+
+class InvalidInput(DomainError):
+    """A request value is wrong; `errors` names each field path and why."""
+
+    status_code = 422
+    title = "Invalid input"
+
+    def __init__(self, detail: str, *, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(detail, extra={"errors": errors or []})
+
+
+class InvalidSpec(InvalidInput):
+    title = "Invalid pipeline spec"
+
+
+class ArtifactError(DomainError):
+    """An artifact is missing, tampered with, or holds types that are not trusted."""
+
+    status_code = 409
+    title = "Artifact refused"
+
+
+class DeploymentFailed(DomainError):
+    status_code = 502
+    title = "Deployment failed"
+
+
+class SourceError(DomainError):
+    """The data source could not be read; the message is one a person can act on."""
+
+    status_code = 422
+    title = "Data source error"
+
+
+def field_error(loc: str, msg: str) -> dict[str, str]:
+    """One entry of a 422's `errors` list."""
+    return {"loc": loc, "msg": msg}

@@ -1,0 +1,53 @@
+"""Fetching a file source over http(s): streamed, bounded in time and size."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from app.core.errors import SourceError
+from app.datasources.messages import first_line, redact_url
+
+
+def fetch(url: str, *, timeout_s: float, max_bytes: int) -> bytes:
+    """The body of `url`, or a SourceError that says plainly why it could not be had."""
+    shown = redact_url(url)
+    try:
+        with httpx.stream("GET", url, timeout=timeout_s, follow_redirects=True) as response:
+            _check_status(response, shown)
+            return _read_capped(response, shown, max_bytes, deadline=time.monotonic() + timeout_s)
+    except httpx.TimeoutException as exc:
+        raise SourceError(f"Data source timed out after {timeout_s:g}s: {shown}") from exc
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise SourceError(f"Could not fetch data source {shown}: {first_line(exc)}") from exc
+
+
+def _check_status(response: httpx.Response, shown: str) -> None:
+    if response.status_code == httpx.codes.NOT_FOUND:
+        raise SourceError(f"Data source not found: {shown}")
+    if not response.is_success:
+        status = f"{response.status_code} {response.reason_phrase}"
+        raise SourceError(f"Data source unavailable: {status} from {shown}")
+
+
+def _read_capped(response: httpx.Response, shown: str, max_bytes: int, *, deadline: float) -> bytes:
+    too_large = SourceError(
+        f"Data source too large: {shown} is over the limit of {max_bytes} bytes "
+        "(MLOPS_HTTP_SOURCE_MAX_BYTES)"
+    )
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    # Counted after decoding, so a small compressed body cannot inflate past the cap.
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > max_bytes:
+            raise too_large
+        # httpx's timeout bounds each read; a server that trickles bytes is bounded here.
+        if time.monotonic() > deadline:
+            raise httpx.ReadTimeout("total download time exceeded")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,58 @@
+"""The service container and the Annotated dependency aliases routes use."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from app.core.db import SessionFactory, unit_of_work
+from app.core.settings import Settings
+from app.executors.thread import ThreadExecutor
+from app.registry.artifacts import LocalArtifactStore
+from app.registry.serving import ModelCache
+from app.runs.env import WorkerEnv
+from app.scheduler.clock import Clock
+
+
+@dataclass(frozen=True)
+class Services:
+    settings: Settings
+    engine: Engine
+    factory: SessionFactory
+    clock: Clock
+    executor: ThreadExecutor
+    artifacts: LocalArtifactStore
+    models: ModelCache
+    env: WorkerEnv
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_session(services: ServicesDep) -> Iterator[Session]:
+    """The request's transaction: committed when the route returns, rolled back on error."""
+    with unit_of_work(services.factory) as session:
+        yield session
+
+
+# scope="function": the commit happens before the response is sent, so a client that reads
+# right after a 201/202 sees what it was told about.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def get_actor() -> str:
+    """Who is asking; API keys replace this with the key's name."""
+    return "anonymous"
+
+
+ActorDep = Annotated[str, Depends(get_actor)]

@@ -1,0 +1,92 @@
+"""The FastAPI application: wiring, lifespan (clock, recovery, housekeeping) and routes."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app import __version__
+from app.core.db import make_engine, make_session_factory
+from app.core.problems import install_problem_handlers
+from app.core.settings import Settings, get_settings
+from app.deps import Services
+from app.executors.thread import ThreadExecutor
+from app.ops.docs import install_docs
+from app.ops.router import router as ops_router
+from app.pipelines.router import router as pipelines_router
+from app.registry.artifacts import LocalArtifactStore
+from app.registry.router import router as registry_router
+from app.registry.serving import ModelCache
+from app.runs import recovery, worker
+from app.runs.env import WorkerEnv
+from app.runs.router import router as runs_router
+from app.scheduler.clock import Clock
+
+log = logging.getLogger(__name__)
+API = "/api/v1"
+
+
+def build_services(settings: Settings) -> Services:
+    """Everything the app needs, built from settings; nothing started yet."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    factory = make_session_factory(engine)
+    clock = Clock(workers=settings.workers)
+    executor = ThreadExecutor(clock)
+    artifacts = LocalArtifactStore(settings.resolved_artifact_dir)
+    env = WorkerEnv(factory, settings, artifacts, executor, recovery.owner_id())
+    executor.bind(lambda run_id: worker.execute(run_id, env))
+    return Services(
+        settings, engine, factory, clock, executor, artifacts, ModelCache(artifacts), env
+    )
+
+
+def start(services: Services) -> None:
+    """Start the clock, recover what a previous process left, schedule housekeeping."""
+    services.clock.start()
+    recovery.recover_at_start(services.env)
+    settings = services.settings
+    services.clock.every(
+        settings.heartbeat_s, "heartbeat", lambda: recovery.heartbeat(services.env)
+    )
+    services.clock.every(
+        settings.lease_s / 2, "reap-lost-runs", lambda: recovery.reap_lost(services.env)
+    )
+
+
+def stop(services: Services) -> None:
+    services.clock.shutdown(wait=False)
+    services.engine.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The ASGI app; the database must already be migrated (`mlops db upgrade`)."""
+    services = build_services(settings or get_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        start(services)
+        try:
+            yield
+        finally:
+            stop(services)
+
+    app = FastAPI(
+        title="mlops",
+        version=__version__,
+        description="A retraining control plane: pipelines, runs, model registry, promotion.",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    install_problem_handlers(app)
+    install_docs(app)
+    app.include_router(ops_router)
+    app.include_router(pipelines_router, prefix=API)
+    app.include_router(runs_router, prefix=API)
+    app.include_router(registry_router, prefix=API)
+    return app

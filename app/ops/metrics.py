@@ -1,0 +1,83 @@
+"""Prometheus metrics, read from the database at scrape time so every replica agrees."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+
+from app.core.db import SessionFactory, unit_of_work
+from app.executors.base import Executor
+from app.pipelines.models import Pipeline
+from app.registry.models import ModelVersion
+from app.runs.models import Run
+
+BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0)
+
+
+class DatabaseCollector(Collector):
+    def __init__(self, factory: SessionFactory, executor: Executor) -> None:
+        self._factory = factory
+        self._executor = executor
+
+    def collect(self) -> Iterator[Metric]:
+        with unit_of_work(self._factory) as session:
+            counts = session.execute(
+                select(Pipeline.name, Run.status, Run.trigger_kind, func.count())
+                .join(Pipeline, Pipeline.id == Run.pipeline_id)
+                .group_by(Pipeline.name, Run.status, Run.trigger_kind)
+            ).all()
+            finished = session.execute(
+                select(Pipeline.name, Run.started_at, Run.finished_at)
+                .join(Pipeline, Pipeline.id == Run.pipeline_id)
+                .where(Run.started_at.is_not(None), Run.finished_at.is_not(None))
+            ).all()
+            queued = session.scalar(select(func.count()).where(Run.status == "queued")) or 0
+            production = session.execute(
+                select(Pipeline.name, ModelVersion.version)
+                .join(Pipeline, Pipeline.id == ModelVersion.pipeline_id)
+                .where(ModelVersion.stage == "production")
+            ).all()
+        runs = CounterMetricFamily(
+            "mlops_runs",
+            "Runs by pipeline, status and trigger",
+            labels=["pipeline", "status", "trigger"],
+        )
+        for name, status, trigger, count in counts:
+            runs.add_metric([name, status, trigger], count)
+        yield runs
+        yield _durations(finished)
+        yield GaugeMetricFamily("mlops_runs_queued", "Runs waiting to start", value=queued)
+        yield GaugeMetricFamily(
+            "mlops_worker_queue_depth",
+            "Runs handed to this process's workers",
+            value=self._executor.queue_depth(),
+        )
+        versions = GaugeMetricFamily(
+            "mlops_production_version", "Production model version", labels=["pipeline"]
+        )
+        for name, version in production:
+            versions.add_metric([name], version)
+        yield versions
+
+
+def _durations(rows: list[tuple[str, object, object]]) -> HistogramMetricFamily:
+    per_pipeline: dict[str, list[float]] = {}
+    for name, started, finished in rows:
+        seconds = (finished - started).total_seconds()  # type: ignore[operator]
+        per_pipeline.setdefault(name, []).append(seconds)
+    family = HistogramMetricFamily(
+        "mlops_run_duration_seconds", "Run wall time", labels=["pipeline"]
+    )
+    for name, values in per_pipeline.items():
+        buckets = [(str(b), float(sum(v <= b for v in values))) for b in BUCKETS]
+        buckets.append(("+Inf", float(len(values))))
+        family.add_metric([name], buckets, sum_value=sum(values))
+    return family

@@ -1,0 +1,25 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.db import Base
+from app.core.time import utcnow
+
+
+class Pipeline(Base):
+    __tablename__ = "pipelines"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    spec: Mapped[dict[str, Any]]
+    paused: Mapped[bool] = mapped_column(default=False)
+    # HMAC needs the secret itself, so it is kept (never returned after creation).
+    webhook_secret: Mapped[str] = mapped_column(String(128))
+    # Bumped on every change, so schedulers in other processes can notice cheaply.
+    generation: Mapped[int] = mapped_column(default=1)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

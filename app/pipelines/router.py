@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response, status
+
+from app.deps import ServicesDep, SessionDep
+from app.pipelines import service
+from app.pipelines.models import Pipeline
+from app.pipelines.parsing import decode_body, parse_spec
+from app.pipelines.schemas import Page, PipelineCreated, PipelineRead, PipelineStatus
+from app.pipelines.spec import PipelineSpec
+from app.pipelines.status import status_of
+
+router = APIRouter(prefix="/pipelines", tags=["pipelines"])
+
+SPEC_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/PipelineSpec"}},
+            "application/yaml": {"schema": {"$ref": "#/components/schemas/PipelineSpec"}},
+        },
+    }
+}
+Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+async def _spec_from(request: Request, services: ServicesDep) -> PipelineSpec:
+    raw = await request.body()
+    document = decode_body(raw, request.headers.get("content-type", "application/json"))
+    return parse_spec(document, services.settings)
+
+
+def _read(pipeline: Pipeline) -> PipelineRead:
+    return PipelineRead(
+        name=pipeline.name,
+        description=service.spec_of(pipeline).description,
+        paused=pipeline.paused,
+        spec=service.spec_of(pipeline),
+        created_at=pipeline.created_at,
+        updated_at=pipeline.updated_at,
+    )
+
+
+def _created(pipeline: Pipeline) -> PipelineCreated:
+    return PipelineCreated(**_read(pipeline).model_dump(), webhook_secret=pipeline.webhook_secret)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    openapi_extra=SPEC_BODY,
+    responses={409: {"description": "A pipeline with this name exists"}},
+)
+async def create_pipeline(
+    request: Request, services: ServicesDep, session: SessionDep
+) -> PipelineCreated:
+    """Create a pipeline from a JSON or YAML spec; the webhook secret is shown only here."""
+    spec = await _spec_from(request, services)
+    return _created(service.create(session=session, spec=spec))
+
+
+@router.get("")
+def list_pipelines(
+    session: SessionDep, limit: Limit = 100, offset: Offset = 0
+) -> Page[PipelineRead]:
+    """All pipelines, by name."""
+    rows, total = service.list_page(session=session, limit=limit, offset=offset)
+    return Page(items=[_read(p) for p in rows], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{name}")
+def get_pipeline(name: str, session: SessionDep) -> PipelineRead:
+    """One pipeline and its spec."""
+    return _read(service.get(session=session, name=name))
+
+
+@router.put(
+    "/{name}",
+    openapi_extra=SPEC_BODY,
+    responses={201: {"model": PipelineCreated, "description": "Created"}},
+)
+async def put_pipeline(
+    name: str, request: Request, response: Response, services: ServicesDep, session: SessionDep
+) -> PipelineRead:
+    """Create or replace a pipeline (idempotent: `mlops pipeline apply`)."""
+    spec = await _spec_from(request, services)
+    existing = service.find(session=session, name=name)
+    if existing is None:
+        spec_name_must_match(name, spec)
+        response.status_code = status.HTTP_201_CREATED
+        return _created(service.create(session=session, spec=spec))
+    return _read(service.replace(session=session, pipeline=existing, spec=spec))
+
+
+def spec_name_must_match(name: str, spec: PipelineSpec) -> None:
+    from app.core.errors import InvalidSpec, field_error
+
+    if spec.name != name:
+        msg = f"must match the name in the URL ({name!r})"
+        raise InvalidSpec(f"name: {msg}", errors=[field_error("name", msg)])
+
+
+@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_pipeline(name: str, session: SessionDep) -> None:
+    """Delete a pipeline with its runs, versions and ledger (refused while a run is active)."""
+    service.delete(session=session, pipeline=service.get(session=session, name=name))
+
+
+@router.post("/{name}/pause")
+def pause_pipeline(name: str, session: SessionDep) -> PipelineRead:
+    """Stop the pipeline's triggers from firing."""
+    pipeline = service.get(session=session, name=name)
+    return _read(service.set_paused(session=session, pipeline=pipeline, paused=True))
+
+
+@router.post("/{name}/resume")
+def resume_pipeline(name: str, session: SessionDep) -> PipelineRead:
+    """Let the pipeline's triggers fire again (the paused period is not replayed)."""
+    pipeline = service.get(session=session, name=name)
+    return _read(service.set_paused(session=session, pipeline=pipeline, paused=False))
+
+
+@router.get("/{name}/status")
+def pipeline_status(name: str, session: SessionDep) -> PipelineStatus:
+    """Status, last run, error, production version and the active run."""
+    return status_of(session=session, pipeline=service.get(session=session, name=name))

@@ -1,0 +1,96 @@
+"""Pipelines: create, read, replace, delete, pause and resume. Functions flush, never commit."""
+
+from __future__ import annotations
+
+import secrets
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.core.errors import Conflict, InvalidSpec, NotFound, field_error
+from app.core.time import utcnow
+from app.pipelines.models import Pipeline
+from app.pipelines.spec import PipelineSpec
+from app.runs.models import Run
+
+
+def get(*, session: Session, name: str) -> Pipeline:
+    """The pipeline called `name`, or NotFound."""
+    pipeline = session.scalars(select(Pipeline).where(Pipeline.name == name)).one_or_none()
+    if pipeline is None:
+        raise NotFound(f"Pipeline {name} does not exist")
+    return pipeline
+
+
+def find(*, session: Session, name: str) -> Pipeline | None:
+    """The pipeline called `name`, if any."""
+    return session.scalars(select(Pipeline).where(Pipeline.name == name)).one_or_none()
+
+
+def list_page(*, session: Session, limit: int, offset: int) -> tuple[list[Pipeline], int]:
+    """Pipelines by name, one page, and the total count."""
+    total = session.scalar(select(func.count()).select_from(Pipeline)) or 0
+    rows = session.scalars(select(Pipeline).order_by(Pipeline.name).limit(limit).offset(offset))
+    return list(rows), total
+
+
+def create(*, session: Session, spec: PipelineSpec) -> Pipeline:
+    """A new pipeline with a fresh webhook secret; Conflict if the name is taken."""
+    if find(session=session, name=spec.name) is not None:
+        raise Conflict(f"Pipeline {spec.name} already exists")
+    pipeline = Pipeline(
+        name=spec.name,
+        spec=spec.model_dump(mode="json"),
+        webhook_secret=f"whsec_{secrets.token_urlsafe(32)}",
+    )
+    session.add(pipeline)
+    session.flush()
+    return pipeline
+
+
+def replace(*, session: Session, pipeline: Pipeline, spec: PipelineSpec) -> Pipeline:
+    """Replace the spec; the name in the spec must be the pipeline's own."""
+    if spec.name != pipeline.name:
+        msg = (
+            f"must match the pipeline being replaced ({pipeline.name!r}); renaming is not supported"
+        )
+        raise InvalidSpec(f"name: {msg}", errors=[field_error("name", msg)])
+    new_spec = spec.model_dump(mode="json")
+    if new_spec != pipeline.spec:
+        pipeline.spec = new_spec
+        _touch(pipeline)
+    session.flush()
+    return pipeline
+
+
+def delete(*, session: Session, pipeline: Pipeline) -> None:
+    """Delete a pipeline and its history; refused while a run is queued or running."""
+    active = session.scalars(
+        select(Run.id).where(Run.pipeline_id == pipeline.id, Run.slot.is_not(None))
+    ).first()
+    if active is not None:
+        raise Conflict(
+            f"Pipeline {pipeline.name} has run {active} in progress; cancel it first",
+            extra={"active_run_id": active},
+        )
+    session.delete(pipeline)
+    session.flush()
+
+
+def set_paused(*, session: Session, pipeline: Pipeline, paused: bool) -> Pipeline:
+    """Pause or resume the pipeline's triggers (manual runs stay possible)."""
+    if pipeline.paused != paused:
+        pipeline.paused = paused
+        _touch(pipeline)
+        session.flush()
+    return pipeline
+
+
+def spec_of(pipeline: Pipeline) -> PipelineSpec:
+    """The stored spec as a model (it was validated when stored)."""
+    return PipelineSpec.model_validate(pipeline.spec)
+
+
+def _touch(pipeline: Pipeline) -> None:
+    pipeline.generation += 1
+    pipeline.updated_at = utcnow()

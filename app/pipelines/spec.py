@@ -1,0 +1,210 @@
+"""The pipeline spec: one schema for YAML and JSON; its field names are the public contract."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc", "precision", "recall")
+REGRESSION_METRICS = ("r2", "rmse", "mae")
+LOWER_IS_BETTER = frozenset({"rmse", "mae"})
+SKLEARN_DATASETS = ("iris", "wine", "breast_cancer", "diabetes", "digits")
+MAX_TRIGGERS = 50
+
+
+class SpecModel(BaseModel):
+    """Base of every spec section: unknown fields are refused, values are not coerced."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Window(SpecModel):
+    last_rows: int | None = Field(default=None, gt=0)
+    last_days: float | None = Field(default=None, gt=0)
+    column: str | None = Field(
+        default=None,
+        description="Timestamp column for last_days (ingested data uses its arrival time).",
+    )
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Window:
+        if (self.last_rows is None) == (self.last_days is None):
+            raise ValueError("set exactly one of last_rows or last_days")
+        return self
+
+
+class CsvSource(SpecModel):
+    kind: Literal["csv"]
+    path: str = Field(min_length=1, description="Local path or http(s) URL")
+    window: Window | None = None
+
+
+class ParquetSource(SpecModel):
+    kind: Literal["parquet"]
+    path: str = Field(min_length=1, description="Local path or http(s) URL")
+    window: Window | None = None
+
+
+class SqlSource(SpecModel):
+    kind: Literal["sql"]
+    url: str = Field(min_length=1, description="SQLAlchemy database URL")
+    query: str = Field(min_length=1)
+    window: Window | None = None
+
+
+class SklearnSource(SpecModel):
+    kind: Literal["sklearn"]
+    dataset: Literal["iris", "wine", "breast_cancer", "diabetes", "digits"]
+    window: Window | None = None
+
+
+class IngestedSource(SpecModel):
+    kind: Literal["ingested"]
+    window: Window | None = None
+
+
+Source = Annotated[
+    CsvSource | ParquetSource | SqlSource | SklearnSource | IngestedSource,
+    Field(discriminator="kind"),
+]
+
+
+class ModelSpec(SpecModel):
+    estimator: str = Field(description="Allow-listed class path, e.g. sklearn.linear_model.Ridge")
+    params: dict[str, object] = Field(default_factory=dict)
+
+
+class Validation(SpecModel):
+    min_rows: int = Field(default=1, ge=1)
+    max_null_fraction: float = Field(default=1.0, ge=0.0, le=1.0)
+    required_columns: list[str] = Field(default_factory=list)
+
+
+class Evaluation(SpecModel):
+    metric: str = "accuracy"
+    holdout_fraction: float = Field(default=0.2, gt=0.0, le=0.9)
+    min_score: float | None = None
+    min_improvement: float = 0.0
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in CLASSIFICATION_METRICS + REGRESSION_METRICS:
+            known = ", ".join(CLASSIFICATION_METRICS + REGRESSION_METRICS)
+            raise ValueError(f"unknown metric {value!r}; expected one of {known}")
+        return value
+
+
+class BuiltinTarget(SpecModel):
+    kind: Literal["builtin"] = "builtin"
+
+
+class WebhookTarget(SpecModel):
+    kind: Literal["webhook"]
+    url: str = Field(pattern=r"^https?://", description="http(s) URL that receives the version")
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+
+DeployTarget = Annotated[BuiltinTarget | WebhookTarget, Field(discriminator="kind")]
+
+
+class Deployment(SpecModel):
+    mode: Literal["auto", "manual"] = "auto"
+    target: DeployTarget = Field(default_factory=BuiltinTarget)
+
+
+class CronTrigger(SpecModel):
+    kind: Literal["cron"]
+    schedule: str = Field(min_length=1)
+    timezone: str = "UTC"
+
+
+class IntervalTrigger(SpecModel):
+    kind: Literal["interval"]
+    every_s: float = Field(gt=0)
+
+
+class MetricTrigger(SpecModel):
+    kind: Literal["metric"]
+    metric: str = Field(min_length=1)
+    operator: Literal["<", "<=", ">", ">="]
+    threshold: float
+    aggregate: Literal["mean", "min", "max", "last"] = "mean"
+    window: int = Field(default=50, ge=1)
+    min_observations: int = Field(default=1, ge=1)
+    cooldown_s: float = Field(default=0, ge=0)
+
+
+class NewDataTrigger(SpecModel):
+    kind: Literal["new_data"]
+    min_rows: int = Field(ge=1)
+
+
+class DriftTrigger(SpecModel):
+    kind: Literal["drift"]
+    method: Literal["psi", "ks"] = "psi"
+    threshold: float = Field(gt=0)
+    min_rows: int = Field(default=500, ge=1)
+
+
+Trigger = Annotated[
+    CronTrigger | IntervalTrigger | MetricTrigger | NewDataTrigger | DriftTrigger,
+    Field(discriminator="kind"),
+]
+
+
+class Retries(SpecModel):
+    max_attempts: int = Field(default=1, ge=1, le=20)
+    backoff_s: float = Field(default=60, ge=0)
+
+
+class PipelineSpec(SpecModel):
+    """A retraining pipeline: where data comes from, what to train, and when it may ship."""
+
+    name: str = Field(description="Slug: lowercase letters, digits and '-'")
+    description: str = ""
+    source: Source
+    target: str = Field(min_length=1)
+    features: list[str] | None = None
+    model: ModelSpec
+    validation: Validation = Field(default_factory=Validation)
+    evaluation: Evaluation = Field(default_factory=Evaluation)
+    deployment: Deployment = Field(default_factory=Deployment)
+    triggers: list[Trigger] = Field(default_factory=list, max_length=MAX_TRIGGERS)
+    concurrency: Literal["skip", "queue"] = "skip"
+    retries: Retries = Field(default_factory=Retries)
+    timeout_s: float = Field(default=3600, gt=0)
+
+    @field_validator("name")
+    @classmethod
+    def _slug(cls, value: str) -> str:
+        if not SLUG.match(value):
+            raise ValueError(
+                "must be a slug: 1-64 lowercase letters, digits or '-', "
+                "starting and ending with a letter or digit"
+            )
+        return value
+
+    @field_validator("features")
+    @classmethod
+    def _features_nonempty(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError("must list at least one column, or be omitted to use all columns")
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("lists a column more than once")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineSpec:
+        if self.features is not None and self.target in self.features:
+            raise ValueError(f"features: the target {self.target!r} cannot also be a feature")
+        return self
+
+    @property
+    def lower_is_better(self) -> bool:
+        return self.evaluation.metric in LOWER_IS_BETTER

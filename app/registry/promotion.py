@@ -1,0 +1,178 @@
+"""Promotion and rollback: deploy first, then switch production and write the ledger row in
+one transaction, so a failed deploy never leaves a half-promoted model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.core.db import SessionFactory, unit_of_work
+from app.core.errors import Conflict
+from app.core.time import utcnow
+from app.pipelines import service as pipelines
+from app.pipelines.models import Pipeline
+from app.pipelines.spec import BuiltinTarget, WebhookTarget
+from app.registry import service as registry
+from app.registry.deploy import deploy
+from app.registry.models import ModelVersion, Promotion
+from app.registry.schemas import PromotionRead
+from app.runs import transitions as t
+from app.runs.models import Run
+
+Fence = Callable[[Session], None]
+
+
+@dataclass(frozen=True)
+class Plan:
+    pipeline_id: int
+    action: str
+    from_version: int | None
+    to_version: int
+    target: BuiltinTarget | WebhookTarget
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Request:
+    """Who asks for the change, why, and the gate evidence to keep in the ledger."""
+
+    actor: str
+    reason: str
+    evidence: dict[str, Any]
+    public_url: str
+
+
+def promote(
+    factory: SessionFactory,
+    *,
+    name: str,
+    version: int,
+    request: Request,
+    fence: Fence | None = None,
+) -> PromotionRead:
+    """Make `version` the production model of pipeline `name`."""
+    with unit_of_work(factory) as session:
+        pipeline = pipelines.get(session=session, name=name)
+        target = registry.get(session=session, pipeline=pipeline, version=version)
+        plan = _plan(session, pipeline, target, "promote", request)
+    return _execute(factory, plan, request, fence)
+
+
+def rollback(factory: SessionFactory, *, name: str, request: Request) -> PromotionRead:
+    """Return production to the version that was live before the current one was promoted."""
+    with unit_of_work(factory) as session:
+        pipeline = pipelines.get(session=session, name=name)
+        previous = _previous_version(session, pipeline)
+        target = registry.get(session=session, pipeline=pipeline, version=previous)
+        plan = _plan(session, pipeline, target, "rollback", request)
+    return _execute(factory, plan, request, None)
+
+
+def _execute(
+    factory: SessionFactory, plan: Plan, request: Request, fence: Fence | None
+) -> PromotionRead:
+    # The deploy target is called with no transaction open: it may take seconds.
+    detail = deploy(plan.target, plan.payload)
+    with unit_of_work(factory) as session:
+        if fence is not None:
+            fence(session)
+        row = _switch(session, plan, request, detail)
+        return PromotionRead.model_validate(row)
+
+
+def _plan(
+    session: Session, pipeline: Pipeline, target: ModelVersion, action: str, request: Request
+) -> Plan:
+    current = registry.production(session=session, pipeline_id=pipeline.id)
+    if current is not None and current.version == target.version:
+        raise Conflict(f"Version {target.version} of {pipeline.name} is already in production")
+    spec = pipelines.spec_of(pipeline)
+    return Plan(
+        pipeline_id=pipeline.id,
+        action=action,
+        from_version=current.version if current else None,
+        to_version=target.version,
+        target=spec.deployment.target,
+        payload=_payload(pipeline, target, request.public_url),
+    )
+
+
+def _switch(session: Session, plan: Plan, request: Request, detail: str) -> Promotion:
+    versions = {
+        row.version: row
+        for row in session.scalars(
+            select(ModelVersion)
+            .where(ModelVersion.pipeline_id == plan.pipeline_id)
+            .with_for_update()
+        )
+    }
+    current = next((v for v, row in versions.items() if row.stage == registry.PRODUCTION), None)
+    if current != plan.from_version:
+        raise Conflict(
+            f"Production changed to version {current} while deploying; nothing was changed, retry"
+        )
+    if current is not None:
+        versions[current].stage = registry.ARCHIVED
+        session.flush()  # the one-production index must see the old row leave first
+    promoted = versions[plan.to_version]
+    promoted.stage = registry.PRODUCTION
+    promoted.promoted_at = utcnow()
+    _approve_run(session, promoted.run_id)
+    row = Promotion(
+        pipeline_id=plan.pipeline_id,
+        action=plan.action,
+        from_version=plan.from_version,
+        to_version=plan.to_version,
+        actor=request.actor,
+        reason=request.reason,
+        evidence={**request.evidence, "deploy": detail},
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _approve_run(session: Session, run_id: int | None) -> None:
+    run = session.get(Run, run_id) if run_id is not None else None
+    if run is not None and run.status == t.AWAITING_APPROVAL:
+        t.transition(session, run, t.COMPLETED)
+
+
+def _previous_version(session: Session, pipeline: Pipeline) -> int:
+    current = registry.production(session=session, pipeline_id=pipeline.id)
+    if current is None:
+        raise Conflict(f"Pipeline {pipeline.name} has no production version to roll back")
+    previous = session.scalars(
+        select(Promotion.from_version)
+        .where(
+            Promotion.pipeline_id == pipeline.id,
+            Promotion.action == "promote",
+            Promotion.to_version == current.version,
+        )
+        .order_by(Promotion.id.desc())
+    ).first()
+    if previous is None:
+        raise Conflict(
+            f"Pipeline {pipeline.name} has no earlier production version than "
+            f"{current.version} to roll back to"
+        )
+    return previous
+
+
+def _payload(pipeline: Pipeline, version: ModelVersion, public_url: str) -> dict[str, Any]:
+    base = public_url.rstrip("/")
+    return {
+        "pipeline": pipeline.name,
+        "version": version.version,
+        "sha256": version.sha256,
+        "estimator": version.estimator,
+        "features": version.features,
+        "metrics": version.metrics,
+        "params": version.params,
+        "run_id": version.run_id,
+        "artifact_url": f"{base}/api/v1/pipelines/{pipeline.name}/models/{version.version}/artifact",
+    }

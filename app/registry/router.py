@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import pandas as pd
+from fastapi import APIRouter, Body
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+
+from app.core.db import unit_of_work
+from app.core.errors import InvalidInput, NotFound, field_error
+from app.deps import ActorDep, Services, ServicesDep, SessionDep
+from app.pipelines import service as pipelines
+from app.registry import promotion
+from app.registry import service
+from app.registry.schemas import (
+    ModelVersionRead,
+    PredictRequest,
+    PredictResponse,
+    PromoteRequest,
+    PromotionRead,
+)
+from app.registry.serving import LoadedModel
+
+router = APIRouter(prefix="/pipelines/{name}", tags=["models"])
+
+
+@router.get("/models")
+def list_models(name: str, session: SessionDep) -> list[ModelVersionRead]:
+    """Every model version, newest first."""
+    pipeline = pipelines.get(session=session, name=name)
+    return [
+        ModelVersionRead.model_validate(v)
+        for v in service.list_versions(session=session, pipeline=pipeline)
+    ]
+
+
+@router.get("/models/{version}")
+def get_model(name: str, version: int, session: SessionDep) -> ModelVersionRead:
+    """One model version: metrics, params, data fingerprint, stage."""
+    pipeline = pipelines.get(session=session, name=name)
+    return ModelVersionRead.model_validate(
+        service.get(session=session, pipeline=pipeline, version=version)
+    )
+
+
+@router.get("/models/{version}/artifact", response_class=FileResponse)
+def get_artifact(
+    name: str, version: int, session: SessionDep, services: ServicesDep
+) -> FileResponse:
+    """The version's artifact file (skops), verified against its sha256 first."""
+    pipeline = pipelines.get(session=session, name=name)
+    row = service.get(session=session, pipeline=pipeline, version=version)
+    services.artifacts.read_verified(row.artifact_uri, row.sha256)
+    return FileResponse(
+        services.artifacts.path(row.artifact_uri),
+        media_type="application/octet-stream",
+        filename=f"{name}-v{version}.skops",
+        headers={"X-Model-Sha256": row.sha256},
+    )
+
+
+def _request(services: Services, actor: str, reason: str) -> promotion.Request:
+    return promotion.Request(
+        actor=actor, reason=reason, evidence={}, public_url=services.settings.public_url
+    )
+
+
+@router.post(
+    "/models/{version}/promote", responses={502: {"description": "The deploy target refused"}}
+)
+def promote_model(
+    name: str,
+    version: int,
+    services: ServicesDep,
+    actor: ActorDep,
+    body: Annotated[PromoteRequest | None, Body()] = None,
+) -> PromotionRead:
+    """Make a version the production model (runs the deploy target first)."""
+    reason = (
+        body.reason if body and body.reason else None
+    ) or f"manual promotion of version {version}"
+    return promotion.promote(
+        services.factory, name=name, version=version, request=_request(services, actor, reason)
+    )
+
+
+@router.post("/rollback", responses={502: {"description": "The deploy target refused"}})
+def rollback_model(
+    name: str,
+    services: ServicesDep,
+    actor: ActorDep,
+    body: Annotated[PromoteRequest | None, Body()] = None,
+) -> PromotionRead:
+    """Return production to the version that was live before the current one."""
+    reason = (body.reason if body and body.reason else None) or "manual rollback"
+    return promotion.rollback(
+        services.factory, name=name, request=_request(services, actor, reason)
+    )
+
+
+@router.get("/promotions")
+def list_promotions(name: str, session: SessionDep) -> list[PromotionRead]:
+    """The promotion ledger, newest first."""
+    pipeline = pipelines.get(session=session, name=name)
+    return [
+        PromotionRead.model_validate(p) for p in service.ledger(session=session, pipeline=pipeline)
+    ]
+
+
+@router.post("/predict")
+async def predict(name: str, body: PredictRequest, services: ServicesDep) -> PredictResponse:
+    """Predictions from the production model."""
+    loaded = await run_in_threadpool(_production_model, services, name)
+    predictions = await run_in_threadpool(_predict, loaded, body.instances)
+    return PredictResponse(predictions=predictions, model_version=loaded.version)
+
+
+def _production_model(services: Services, name: str) -> LoadedModel:
+    with unit_of_work(services.factory) as session:
+        pipeline = pipelines.get(session=session, name=name)
+        current = service.production(session=session, pipeline_id=pipeline.id)
+        if current is None:
+            raise NotFound(f"Pipeline {name} has no production model yet")
+        key = (
+            pipeline.id,
+            current.version,
+            current.sha256,
+            current.artifact_uri,
+            list(current.features),
+        )
+    pipeline_id, version, sha, uri, features = key
+    return services.models.get(
+        pipeline_id=pipeline_id, version=version, sha256=sha, uri=uri, features=features
+    )
+
+
+def _predict(loaded: LoadedModel, instances: list[dict[str, Any]]) -> list[Any]:
+    missing = sorted({f for f in loaded.features for row in instances if f not in row})
+    if missing:
+        msg = f"missing feature(s) {', '.join(map(str, missing))}; the model uses {', '.join(map(str, loaded.features))}"
+        raise InvalidInput(f"instances: {msg}", errors=[field_error("body.instances", msg)])
+    frame = pd.DataFrame(instances, columns=loaded.features)
+    try:
+        values = loaded.model.predict(frame)
+    except (ValueError, TypeError) as exc:
+        raise InvalidInput(
+            f"instances: {exc}", errors=[field_error("body.instances", str(exc))]
+        ) from exc
+    return [v.item() if hasattr(v, "item") else v for v in values]

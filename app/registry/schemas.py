@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ModelVersionRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    version: int
+    stage: str
+    sha256: str
+    estimator: str
+    metrics: dict[str, Any]
+    params: dict[str, Any]
+    data_fingerprint: dict[str, Any]
+    features: list[Any]
+    run_id: int | None
+    created_at: datetime
+    promoted_at: datetime | None
+
+
+class PromotionRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    action: str
+    from_version: int | None
+    to_version: int
+    actor: str
+    reason: str
+    evidence: dict[str, Any]
+    created_at: datetime
+
+
+class PromoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class PredictRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    instances: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)
+
+
+class PredictResponse(BaseModel):
+    predictions: list[Any]
+    model_version: int

@@ -1,0 +1,96 @@
+"""Model versions: register, read, list, and the current production version."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from app.core.errors import NotFound
+from app.pipelines.models import Pipeline
+from app.registry.artifacts import StoredArtifact
+from app.registry.models import ModelVersion, Promotion
+
+CANDIDATE = "candidate"
+PRODUCTION = "production"
+ARCHIVED = "archived"
+
+
+def next_version(*, session: Session, pipeline_id: int) -> int:
+    """The number the pipeline's next version gets (1, 2, 3…)."""
+    latest = session.scalar(
+        select(func.max(ModelVersion.version)).where(ModelVersion.pipeline_id == pipeline_id)
+    )
+    return (latest or 0) + 1
+
+
+def register(
+    *,
+    session: Session,
+    pipeline_id: int,
+    version: int,
+    run_id: int,
+    artifact: StoredArtifact,
+    facts: dict[str, Any],
+) -> ModelVersion:
+    """Record a trained model as a candidate version."""
+    row = ModelVersion(
+        pipeline_id=pipeline_id,
+        version=version,
+        run_id=run_id,
+        stage=CANDIDATE,
+        sha256=artifact.sha256,
+        artifact_uri=artifact.uri,
+        estimator=facts["estimator"],
+        metrics=facts["metrics"],
+        params=facts["params"],
+        data_fingerprint=facts["data_fingerprint"],
+        features=facts["features"],
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def get(*, session: Session, pipeline: Pipeline, version: int) -> ModelVersion:
+    """One version of the pipeline's model, or NotFound."""
+    row = session.scalars(
+        select(ModelVersion).where(
+            ModelVersion.pipeline_id == pipeline.id, ModelVersion.version == version
+        )
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"Pipeline {pipeline.name} has no model version {version}")
+    return row
+
+
+def list_versions(*, session: Session, pipeline: Pipeline) -> list[ModelVersion]:
+    """All versions, newest first."""
+    return list(
+        session.scalars(
+            select(ModelVersion)
+            .where(ModelVersion.pipeline_id == pipeline.id)
+            .order_by(ModelVersion.version.desc())
+        )
+    )
+
+
+def production(*, session: Session, pipeline_id: int) -> ModelVersion | None:
+    """The production version, if there is one."""
+    return session.scalars(
+        select(ModelVersion).where(
+            ModelVersion.pipeline_id == pipeline_id, ModelVersion.stage == PRODUCTION
+        )
+    ).one_or_none()
+
+
+def ledger(*, session: Session, pipeline: Pipeline) -> list[Promotion]:
+    """Every promotion and rollback, newest first."""
+    return list(
+        session.scalars(
+            select(Promotion)
+            .where(Promotion.pipeline_id == pipeline.id)
+            .order_by(Promotion.id.desc())
+        )
+    )

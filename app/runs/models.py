@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.core.db import Base
+from app.core.time import utcnow
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (
+        # One row per fire (manual Idempotency-Key, or trigger + scheduled time).
+        UniqueConstraint("pipeline_id", "fire_key"),
+        # 'active' and 'waiting' slots: the database enforces the concurrency policy.
+        UniqueConstraint("pipeline_id", "slot"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pipeline_id: Mapped[int] = mapped_column(
+        ForeignKey("pipelines.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(32), index=True)
+    trigger_kind: Mapped[str] = mapped_column(String(32))
+    trigger_reason: Mapped[str] = mapped_column(String(500))
+    fire_key: Mapped[str | None] = mapped_column(String(255))
+    slot: Mapped[str | None] = mapped_column(String(16))
+    attempt: Mapped[int] = mapped_column(default=1)
+    retry_of_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id", ondelete="SET NULL"))
+    actor: Mapped[str] = mapped_column(String(128), default="system")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    not_before: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    owner: Mapped[str | None] = mapped_column(String(255))
+    heartbeat_at: Mapped[datetime | None]
+    cancel_requested: Mapped[bool] = mapped_column(default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    model_version: Mapped[int | None]
+
+    steps: Mapped[list[RunStep]] = relationship(
+        order_by="RunStep.position", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class RunStep(Base):
+    __tablename__ = "run_steps"
+    __table_args__ = (UniqueConstraint("run_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int]
+    name: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(32), default="pending")
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    detail: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,113 @@
+"""Nothing is left hanging: runs whose worker died are failed (or retried), and queued runs
+that no worker picked up are handed to one.
+
+Responsible for: the start-up sweep (runs of dead processes on this host end at once, with
+"interrupted by restart"), the periodic lease check (runs whose owner stopped heartbeating,
+on any host, end with "worker lost"), and the heartbeat of this process's own runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Iterable
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app.core.db import after_commit, unit_of_work
+from app.core.time import utcnow
+from app.pipelines.models import Pipeline
+from app.pipelines.spec import PipelineSpec
+from app.runs import transitions as t
+from app.runs.env import WorkerEnv
+from app.runs.models import Run
+from app.runs.worker import schedule_retry
+
+log = logging.getLogger(__name__)
+
+
+def owner_id() -> str:
+    """Identifies this process as a run owner: host, pid, and a start nonce."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+
+
+def heartbeat(env: WorkerEnv) -> None:
+    """Refresh the heartbeat of every run this process is executing."""
+    with unit_of_work(env.factory) as session:
+        session.execute(
+            update(Run)
+            .where(Run.owner == env.owner, Run.status == t.RUNNING)
+            .values(heartbeat_at=utcnow())
+        )
+
+
+def recover_at_start(env: WorkerEnv) -> None:
+    """End the runs of dead processes on this host; hand unclaimed queued runs to a worker."""
+    with unit_of_work(env.factory) as session:
+        running = session.scalars(select(Run).where(Run.status == t.RUNNING)).all()
+        dead = [run for run in running if _dead_here(run.owner)]
+        _end_lost(session, env, dead, "Interrupted by restart: the service stopped during the run")
+    resubmit_queued(env, older_than_s=0)
+
+
+def reap_lost(env: WorkerEnv) -> None:
+    """End runs whose owner stopped heartbeating for longer than the lease."""
+    cutoff = utcnow() - timedelta(seconds=env.settings.lease_s)
+    with unit_of_work(env.factory) as session:
+        stale = session.scalars(
+            select(Run).where(Run.status == t.RUNNING, Run.heartbeat_at < cutoff)
+        ).all()
+        lost = [run for run in stale if run.owner != env.owner]
+        _end_lost(session, env, lost, "Worker lost: its process stopped heartbeating")
+    resubmit_queued(env, older_than_s=env.settings.lease_s)
+
+
+def resubmit_queued(env: WorkerEnv, *, older_than_s: float) -> None:
+    """Queued runs holding the active slot that no worker took (their process died)."""
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    with unit_of_work(env.factory) as session:
+        rows = session.execute(
+            select(Run.id, Run.not_before).where(
+                Run.status == t.QUEUED, Run.slot == "active", Run.created_at <= cutoff
+            )
+        ).all()
+    for run_id, not_before in rows:
+        env.executor.submit(run_id, not_before=not_before)
+
+
+def _end_lost(session: Session, env: WorkerEnv, runs: Iterable[Run], reason: str) -> None:
+    for run in runs:
+        log.warning("run %s (owner %s): %s", run.id, run.owner, reason)
+        for step in run.steps:
+            if step.status in ("pending", "running"):
+                step.status = "failed" if step.status == "running" else "skipped"
+                step.finished_at = utcnow()
+        promoted = t.transition(session, run, t.FAILED, error=reason)
+        pipeline = session.get(Pipeline, run.pipeline_id)
+        assert pipeline is not None
+        retry = schedule_retry(session, run, PipelineSpec.model_validate(pipeline.spec))
+        for run_id in (promoted, retry.id if retry and retry.slot == "active" else None):
+            if run_id is not None:
+                after_commit(session, lambda run_id=run_id: env.executor.submit(run_id))
+
+
+def _dead_here(owner: str | None) -> bool:
+    if owner is None:
+        return True
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return True  # a previous process with our pid (a container restart, say)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Body, Header, Query, status
+
+from app.deps import ActorDep, ServicesDep, SessionDep
+from app.pipelines import service as pipelines
+from app.pipelines.models import Pipeline
+from app.pipelines.schemas import Page
+from app.runs import service
+from app.runs.schemas import RunCreate, RunRead
+
+router = APIRouter(tags=["runs"])
+
+
+def _name_of(session: SessionDep, pipeline_id: int) -> str:
+    pipeline = session.get(Pipeline, pipeline_id)
+    return pipeline.name if pipeline else ""
+
+
+@router.post(
+    "/pipelines/{name}/runs",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={409: {"description": "A run is already active (concurrency policy)"}},
+)
+def trigger_run(
+    name: str,
+    session: SessionDep,
+    services: ServicesDep,
+    actor: ActorDep,
+    body: Annotated[RunCreate | None, Body()] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> RunRead:
+    """Trigger a run by hand; the same Idempotency-Key always answers with the same run."""
+    pipeline = pipelines.get(session=session, name=name)
+    reason = "manual" + (f": {body.reason}" if body and body.reason else "")
+    key = f"manual:{idempotency_key}" if idempotency_key else None
+    fire = service.Fire(kind="manual", reason=reason, key=key, actor=actor)
+    run = service.fire(
+        session=session, pipeline=pipeline, fire=fire, dispatch=services.executor.submit
+    )
+    return service.to_read(run, pipeline.name)
+
+
+@router.get("/pipelines/{name}/runs")
+def list_runs(
+    name: str,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[RunRead]:
+    """Run history, newest first."""
+    pipeline = pipelines.get(session=session, name=name)
+    rows, total = service.list_page(session=session, pipeline=pipeline, limit=limit, offset=offset)
+    items = [service.to_read(run, pipeline.name) for run in rows]
+    return Page(items=items, total=total, limit=limit, offset=offset)
+
+
+@router.get("/runs/{run_id}")
+def get_run(run_id: int, session: SessionDep) -> RunRead:
+    """One run with its steps."""
+    run = service.get(session=session, run_id=run_id)
+    return service.to_read(run, _name_of(session, run.pipeline_id))
+
+
+@router.post("/runs/{run_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
+def cancel_run(run_id: int, session: SessionDep, services: ServicesDep) -> RunRead:
+    """Cancel: a queued run at once; a running run stops at its next step boundary."""
+    run = service.get(session=session, run_id=run_id)
+    run = service.cancel(session=session, run=run, dispatch=services.executor.submit)
+    return service.to_read(run, _name_of(session, run.pipeline_id))

@@ -1,0 +1,154 @@
+"""Runs: fire (with idempotency and the concurrency policy), read, list and cancel."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.core.db import after_commit
+from app.core.errors import Conflict, NotFound
+from app.pipelines.models import Pipeline
+from app.pipelines.service import spec_of
+from app.runs import transitions as t
+from app.runs.models import Run, RunStep
+from app.runs.schemas import RunRead, StepRead, TriggerRead
+
+STEPS = ("load_data", "validate", "train", "evaluate", "deploy")
+Dispatch = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class Fire:
+    """What fired a run and why, in words a person understands."""
+
+    kind: str
+    reason: str
+    key: str | None = None
+    actor: str = "system"
+
+
+def get(*, session: Session, run_id: int) -> Run:
+    """The run with this id, or NotFound."""
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFound(f"Run {run_id} does not exist")
+    return run
+
+
+def list_page(
+    *, session: Session, pipeline: Pipeline, limit: int, offset: int
+) -> tuple[list[Run], int]:
+    """A pipeline's runs, newest first, one page, and the total count."""
+    where = Run.pipeline_id == pipeline.id
+    total = session.scalar(select(func.count()).select_from(Run).where(where)) or 0
+    rows = session.scalars(
+        select(Run).where(where).order_by(Run.id.desc()).limit(limit).offset(offset)
+    )
+    return list(rows), total
+
+
+def fire(*, session: Session, pipeline: Pipeline, fire: Fire, dispatch: Dispatch) -> Run:
+    """Insert a queued run once per fire key, honouring the pipeline's concurrency policy."""
+    if fire.key is not None and (existing := _by_key(session, pipeline, fire.key)):
+        return existing
+    slot = _free_slot(session, pipeline)
+    run = Run(
+        pipeline_id=pipeline.id,
+        status=t.QUEUED,
+        trigger_kind=fire.kind,
+        trigger_reason=fire.reason,
+        fire_key=fire.key,
+        slot=slot,
+        actor=fire.actor,
+        metrics={},
+        steps=[RunStep(position=i, name=name) for i, name in enumerate(STEPS)],
+    )
+    try:
+        with session.begin_nested():
+            session.add(run)
+    except IntegrityError:
+        # Lost a race: the same fire key, or the slot, was taken by a concurrent insert.
+        if fire.key is not None and (existing := _by_key(session, pipeline, fire.key)):
+            return existing
+        raise _busy(session, pipeline) from None
+    if slot == "active":
+        after_commit(session, lambda: dispatch(run.id))
+    return run
+
+
+def cancel(*, session: Session, run: Run, dispatch: Dispatch) -> Run:
+    """Cancel a queued run at once; ask a running one to stop at its next step boundary."""
+    if run.status == t.RUNNING:
+        run.cancel_requested = True
+        session.flush()
+        return run
+    if run.status not in (t.QUEUED, t.AWAITING_APPROVAL):
+        raise Conflict(f"Run {run.id} is already {run.status}; nothing to cancel")
+    promoted = t.transition(session, run, t.CANCELLED, error="Cancelled before it started")
+    if run.status == t.CANCELLED:
+        for step in run.steps:
+            step.status = "cancelled" if step.status == "pending" else step.status
+    if promoted is not None:
+        after_commit(session, lambda: dispatch(promoted))
+    session.flush()
+    return run
+
+
+def active_run_id(*, session: Session, pipeline_id: int) -> int | None:
+    """The run holding the pipeline's active slot, if any."""
+    return session.scalars(
+        select(Run.id).where(Run.pipeline_id == pipeline_id, Run.slot == "active")
+    ).one_or_none()
+
+
+def to_read(run: Run, pipeline_name: str) -> RunRead:
+    """The API shape of a run."""
+    return RunRead(
+        id=run.id,
+        pipeline=pipeline_name,
+        status=run.status,
+        trigger=TriggerRead(kind=run.trigger_kind, reason=run.trigger_reason),
+        attempt=run.attempt,
+        retry_of=run.retry_of_id,
+        actor=run.actor,
+        created_at=run.created_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        error=run.error,
+        steps=[StepRead.model_validate(step) for step in run.steps],
+        metrics=run.metrics,
+        model_version=run.model_version,
+    )
+
+
+def _by_key(session: Session, pipeline: Pipeline, key: str) -> Run | None:
+    return session.scalars(
+        select(Run).where(Run.pipeline_id == pipeline.id, Run.fire_key == key)
+    ).one_or_none()
+
+
+def _free_slot(session: Session, pipeline: Pipeline) -> str:
+    held = set(
+        session.scalars(
+            select(Run.slot).where(Run.pipeline_id == pipeline.id, Run.slot.is_not(None))
+        )
+    )
+    if "active" not in held:
+        return "active"
+    if spec_of(pipeline).concurrency == "queue" and "waiting" not in held:
+        return "waiting"
+    raise _busy(session, pipeline)
+
+
+def _busy(session: Session, pipeline: Pipeline) -> Conflict:
+    active = active_run_id(session=session, pipeline_id=pipeline.id)
+    policy = spec_of(pipeline).concurrency
+    if policy == "queue":
+        detail = f"Pipeline {pipeline.name} already has run {active} active and one run waiting"
+    else:
+        detail = f"Pipeline {pipeline.name} already has run {active} active (concurrency: skip)"
+    return Conflict(detail, extra={"active_run_id": active})

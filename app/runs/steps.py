@@ -1,0 +1,179 @@
+"""The five steps of a run: load_data -> validate -> train -> evaluate -> deploy.
+
+Each step is a function of the run's state; heavy work happens outside any transaction and
+each database write is its own short unit of work.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from app.core.db import unit_of_work
+from app.datasources.service import describe_source, load_frame
+from app.pipelines.estimators import EstimatorKind, resolve_estimator
+from app.pipelines.spec import PipelineSpec
+from app.registry import promotion
+from app.registry import service as registry
+from app.runs.env import WorkerEnv
+from app.runs.models import Run
+from app.runs.outcomes import AwaitApproval, Failed, Rejected
+from app.training.evaluation import gate, score
+from app.training.fingerprint import fingerprint
+from app.training.trainer import Holdout, TrainedModel, feature_columns, split_holdout, train
+from app.training.validation import check_data
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunState:
+    """What one run knows so far; passed from step to step in the worker thread."""
+
+    run_id: int
+    pipeline_id: int
+    pipeline_name: str
+    spec: PipelineSpec
+    kind: EstimatorKind
+    finalize: Callable[[Session], None]
+    frame: pd.DataFrame | None = None
+    holdout: Holdout | None = None
+    trained: TrainedModel | None = None
+    version: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+def load_data(state: RunState, env: WorkerEnv) -> str:
+    with unit_of_work(env.factory) as session:
+        frame = load_frame(
+            state.spec.source, pipeline_id=state.pipeline_id, session=session, settings=env.settings
+        )
+    state.frame = frame
+    return f"{len(frame)} rows x {len(frame.columns)} columns from {describe_source(state.spec.source)}"
+
+
+def validate(state: RunState, env: WorkerEnv) -> str:
+    assert state.frame is not None
+    check = check_data(state.frame, state.spec, state.kind)
+    if not check.passed:
+        raise Rejected(check.reason)
+    return check.detail
+
+
+def train_model(state: RunState, env: WorkerEnv) -> str:
+    assert state.frame is not None
+    state.holdout = split_holdout(state.frame, state.spec, state.kind)
+    state.trained = train(state.spec, state.holdout, env.settings.allowed_estimators)
+    estimator = state.spec.model.estimator.rpartition(".")[2]
+    rows = len(state.holdout.X_train)
+    return f"{estimator} fitted on {rows} rows in {state.trained.fit_seconds:.2f} s"
+
+
+def evaluate(state: RunState, env: WorkerEnv) -> str:
+    assert state.holdout is not None and state.trained is not None and state.frame is not None
+    metric = state.spec.evaluation.metric
+    h = state.holdout
+    candidate = score(state.trained.model, h.X_test, h.y_test, metric, state.kind)
+    production, note = _production_score(state, env)
+    decision = gate(candidate, production, state.spec.evaluation, state.spec.lower_is_better)
+    state.metrics = {
+        "metric": metric,
+        "candidate": candidate,
+        "production": production,
+        "holdout_rows": len(h.X_test),
+        "gate": decision.reason,
+        **({"production_note": note} if note else {}),
+    }
+    _register_version(state, env)
+    if not decision.passed:
+        raise Rejected(decision.reason)
+    return decision.reason
+
+
+def deploy(state: RunState, env: WorkerEnv) -> str:
+    assert state.version is not None
+    if state.spec.deployment.mode == "manual":
+        raise AwaitApproval(f"version {state.version} passed every gate; waiting for approval")
+    request = promotion.Request(
+        actor="system",
+        reason=f"run {state.run_id}: {state.metrics['gate']}",
+        evidence={"run_id": state.run_id, **state.metrics},
+        public_url=env.settings.public_url,
+    )
+    result = promotion.promote(
+        env.factory,
+        name=state.pipeline_name,
+        version=state.version,
+        request=request,
+        fence=state.finalize,
+    )
+    from_text = f"version {result.from_version}" if result.from_version else "no model"
+    return f"version {state.version} promoted to production (was {from_text})"
+
+
+STEPS: tuple[tuple[str, Callable[[RunState, WorkerEnv], str]], ...] = (
+    ("load_data", load_data),
+    ("validate", validate),
+    ("train", train_model),
+    ("evaluate", evaluate),
+    ("deploy", deploy),
+)
+
+
+def estimator_kind(spec: PipelineSpec, env: WorkerEnv) -> EstimatorKind:
+    """Classifier or regressor, from the allow-listed estimator class."""
+    return resolve_estimator(spec.model.estimator, env.settings.allowed_estimators).kind
+
+
+def _production_score(state: RunState, env: WorkerEnv) -> tuple[float | None, str | None]:
+    assert state.holdout is not None
+    with unit_of_work(env.factory) as session:
+        current = registry.production(session=session, pipeline_id=state.pipeline_id)
+        if current is None:
+            return None, None
+        uri, sha, version = current.artifact_uri, current.sha256, current.version
+    h = state.holdout
+    try:
+        model = env.artifacts.load(uri, sha)
+        value = score(model, h.X_test, h.y_test, state.spec.evaluation.metric, state.kind)
+    except Exception as exc:
+        # A production model that cannot score the new holdout (its columns changed, say)
+        # is no evidence either way; the run says so instead of failing.
+        log.warning("production v%s could not be scored: %s", version, exc)
+        return None, f"production version {version} could not score this holdout: {exc}"
+    return value, None
+
+
+def _register_version(state: RunState, env: WorkerEnv) -> None:
+    assert state.trained is not None and state.frame is not None
+    with unit_of_work(env.factory) as session:
+        version = registry.next_version(session=session, pipeline_id=state.pipeline_id)
+    # Written outside a transaction; one active run per pipeline keeps the number ours,
+    # and the unique (pipeline, version) constraint would refuse it otherwise.
+    artifact = env.artifacts.save(state.pipeline_name, version, state.trained.model)
+    with unit_of_work(env.factory) as session:
+        registry.register(
+            session=session,
+            pipeline_id=state.pipeline_id,
+            version=version,
+            run_id=state.run_id,
+            artifact=artifact,
+            facts={
+                "estimator": state.spec.model.estimator,
+                "metrics": state.metrics,
+                "params": state.trained.params,
+                "data_fingerprint": dict(fingerprint(state.frame)),
+                "features": feature_columns(state.spec, state.frame),
+            },
+        )
+        run = session.get(Run, state.run_id)
+        if run is None:
+            raise Failed(f"Run {state.run_id} disappeared while it was being evaluated")
+        run.metrics = state.metrics
+        run.model_version = version
+    state.version = version

@@ -1,0 +1,221 @@
+"""Executes one run: claims it, walks its steps, and records how it ended.
+
+Responsible for: the run's lease (owner and heartbeat), stopping at step boundaries when the
+run is cancelled, times out or its lease was taken, fencing the promotion so a worker that
+lost its run never promotes, and scheduling a retry when a failed run has attempts left.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from app.core.db import after_commit, unit_of_work
+from app.core.errors import DomainError
+from app.core.time import utcnow
+from app.pipelines.models import Pipeline
+from app.pipelines.spec import PipelineSpec
+from app.runs import transitions as t
+from app.runs.env import WorkerEnv
+from app.runs.models import Run, RunStep
+from app.runs.outcomes import AwaitApproval, Failed, Rejected, Stopped, StepOutcome
+from app.runs.steps import STEPS, RunState, estimator_kind
+from app.training.errors import EvaluationError, TrainingError
+
+log = logging.getLogger(__name__)
+EXPECTED = (StepOutcome, DomainError, TrainingError, EvaluationError)
+
+
+@dataclass(frozen=True)
+class Ending:
+    status: str
+    error: str | None
+    step_status: str
+    detail: str | None
+
+
+def execute(run_id: int, env: WorkerEnv) -> None:
+    """Run `run_id` to its end; never raises, never leaves it running."""
+    state = _claim(run_id, env)
+    if state is None:
+        return
+    step_name = STEPS[0][0]
+    try:
+        for step_name, step in STEPS:
+            _boundary(state, env, step_name)
+            _step_started(state, env, step_name)
+            detail = step(state, env)
+            _step_ended(env, state.run_id, step_name, "completed", detail)
+        ending = Ending(t.COMPLETED, None, "completed", None)
+    except EXPECTED as exc:
+        ending = _ending_for(exc)
+    except Exception as exc:
+        log.exception("run %s: unexpected error in step %s", run_id, step_name)
+        message = f"Unexpected error in step {step_name}: {type(exc).__name__}: {exc}"
+        ending = Ending(t.FAILED, message, "failed", message)
+    _finish(state, env, step_name, ending)
+
+
+def _ending_for(exc: Exception) -> Ending:
+    reason = str(exc)
+    if isinstance(exc, AwaitApproval):
+        return Ending(t.AWAITING_APPROVAL, None, "completed", reason)
+    if isinstance(exc, Rejected):
+        return Ending(t.REJECTED, reason, "rejected", reason)
+    if isinstance(exc, Stopped):
+        step_status = "cancelled" if exc.status == t.CANCELLED else "failed"
+        return Ending(exc.status, reason, step_status, reason)
+    return Ending(t.FAILED, reason, "failed", reason)
+
+
+def _claim(run_id: int, env: WorkerEnv) -> RunState | None:
+    with unit_of_work(env.factory) as session:
+        run = session.get(Run, run_id, with_for_update=True)
+        if run is None or run.status != t.QUEUED or run.slot != "active":
+            return None  # already taken, cancelled, or still waiting for the slot
+        if run.not_before is not None and run.not_before > utcnow():
+            not_before = run.not_before
+            after_commit(session, lambda: env.executor.submit(run_id, not_before=not_before))
+            return None
+        pipeline = session.get(Pipeline, run.pipeline_id)
+        assert pipeline is not None
+        t.transition(session, run, t.RUNNING)
+        run.owner, run.heartbeat_at = env.owner, utcnow()
+        spec = PipelineSpec.model_validate(pipeline.spec)
+        pipeline_id, name = pipeline.id, pipeline.name
+    return RunState(
+        run_id=run_id,
+        pipeline_id=pipeline_id,
+        pipeline_name=name,
+        spec=spec,
+        kind=estimator_kind(spec, env),
+        finalize=_fence(run_id, env),
+    )
+
+
+def _owned_run(session: Session, run_id: int, env: WorkerEnv) -> Run:
+    """The run, locked, if this worker still owns it; Stopped otherwise."""
+    run = session.get(Run, run_id, with_for_update=True)
+    if run is None or run.status != t.RUNNING or run.owner != env.owner:
+        raise Stopped(t.FAILED, "Worker lost its lease on the run; another process took over")
+    return run
+
+
+def _boundary(state: RunState, env: WorkerEnv, step_name: str) -> None:
+    with unit_of_work(env.factory) as session:
+        run = _owned_run(session, state.run_id, env)
+        run.heartbeat_at = utcnow()
+        if run.cancel_requested:
+            raise Stopped(t.CANCELLED, f"Cancelled before step {step_name}")
+        assert run.started_at is not None
+        elapsed = (utcnow() - run.started_at).total_seconds()
+        if elapsed > state.spec.timeout_s:
+            raise Stopped(
+                t.FAILED,
+                f"Timed out: the run took {elapsed:.1f} s, over timeout_s "
+                f"{state.spec.timeout_s:g} (stopped before step {step_name})",
+            )
+
+
+def _step_started(state: RunState, env: WorkerEnv, name: str) -> None:
+    with unit_of_work(env.factory) as session:
+        step = _step(session, state.run_id, name)
+        step.status, step.started_at = "running", utcnow()
+
+
+def _step_ended(env: WorkerEnv, run_id: int, name: str, status: str, detail: str | None) -> None:
+    with unit_of_work(env.factory) as session:
+        _end_step(session, run_id, name, status, detail)
+
+
+def _end_step(session: Session, run_id: int, name: str, status: str, detail: str | None) -> None:
+    step = _step(session, run_id, name)
+    step.status, step.detail = status, detail
+    step.started_at = step.started_at or utcnow()
+    step.finished_at = utcnow()
+
+
+def _step(session: Session, run_id: int, name: str) -> RunStep:
+    run = session.get(Run, run_id)
+    assert run is not None
+    return next(s for s in run.steps if s.name == name)
+
+
+def _fence(run_id: int, env: WorkerEnv) -> Callable[[Session], None]:
+    """Called inside the promotion's transaction: the run completes in the same commit."""
+
+    def finalize(session: Session) -> None:
+        run = _owned_run(session, run_id, env)
+        if run.cancel_requested:
+            raise Stopped(t.CANCELLED, "Cancelled before the promotion")
+        _end_step(session, run_id, "deploy", "completed", "promoted to production")
+        promoted = t.transition(session, run, t.COMPLETED)
+        _after_settle(session, env, promoted)
+
+    return finalize
+
+
+def _finish(state: RunState, env: WorkerEnv, step_name: str, ending: Ending) -> None:
+    with unit_of_work(env.factory) as session:
+        run = session.get(Run, state.run_id, with_for_update=True)
+        if run is None or run.owner != env.owner or run.status != t.RUNNING:
+            return  # completed by the promotion's transaction, or reaped by another process
+        if ending.status != t.COMPLETED or step_name != "deploy":
+            _end_step(session, run.id, step_name, ending.step_status, ending.detail)
+        for step in run.steps:
+            if step.status == "pending":
+                step.status = "skipped"
+        promoted = t.transition(session, run, ending.status, error=ending.error)
+        retry = schedule_retry(session, run, state.spec) if ending.status == t.FAILED else None
+        _after_settle(session, env, promoted, retry)
+
+
+def _after_settle(
+    session: Session, env: WorkerEnv, promoted: int | None, retry: Run | None = None
+) -> None:
+    if promoted is not None:
+        after_commit(session, lambda: env.executor.submit(promoted))
+    if retry is not None and retry.slot == "active":
+        retry_id, not_before = retry.id, retry.not_before
+        after_commit(session, lambda: env.executor.submit(retry_id, not_before=not_before))
+
+
+def schedule_retry(session: Session, failed: Run, spec: PipelineSpec) -> Run | None:
+    """A new attempt of a failed run, if attempts are left and a slot is free."""
+    if failed.attempt >= spec.retries.max_attempts:
+        return None
+    slot = _free_slot(session, failed.pipeline_id)
+    if slot is None:
+        return None
+    delay = spec.retries.backoff_s * (2 ** (failed.attempt - 1))
+    retry = Run(
+        pipeline_id=failed.pipeline_id,
+        status=t.QUEUED,
+        trigger_kind=failed.trigger_kind,
+        trigger_reason=failed.trigger_reason,
+        slot=slot,
+        attempt=failed.attempt + 1,
+        retry_of_id=failed.retry_of_id or failed.id,
+        actor=failed.actor,
+        not_before=utcnow() + timedelta(seconds=delay),
+        metrics={},
+        steps=[RunStep(position=i, name=name) for i, (name, _) in enumerate(STEPS)],
+    )
+    session.add(retry)
+    session.flush()
+    return retry
+
+
+def _free_slot(session: Session, pipeline_id: int) -> str | None:
+    held = {
+        run.slot
+        for run in session.query(Run).filter(Run.pipeline_id == pipeline_id, Run.slot.is_not(None))
+    }
+    return next((slot for slot in ("active", "waiting") if slot not in held), None)
+
+
+__all__ = ["Failed", "execute", "schedule_retry"]

@@ -1,0 +1,56 @@
+"""The clock: one in-process APScheduler that fires jobs and owns the worker threads.
+
+Responsible for: starting and stopping the scheduler, the pool that executes runs, and the
+housekeeping jobs (heartbeat, lease check). It holds no state of its own: everything it
+needs to rebuild lives in the database, and its job store is memory only.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+log = logging.getLogger(__name__)
+RUNS_POOL = "runs"
+
+
+class Clock:
+    def __init__(self, *, workers: int) -> None:
+        self.scheduler = BackgroundScheduler(
+            executors={
+                "default": ThreadPoolExecutor(2),
+                RUNS_POOL: ThreadPoolExecutor(workers),
+            },
+            job_defaults={"coalesce": True, "max_instances": 1},
+            timezone="UTC",
+        )
+
+    @property
+    def running(self) -> bool:
+        return bool(self.scheduler.running)
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    def shutdown(self, *, wait: bool) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=wait)
+
+    def every(self, seconds: float, job_id: str, func: Callable[[], None]) -> None:
+        """A housekeeping job; a failure is logged and the next tick runs as usual."""
+        self.scheduler.add_job(
+            _logged(job_id, func), "interval", seconds=seconds, id=job_id, replace_existing=True
+        )
+
+
+def _logged(job_id: str, func: Callable[[], None]) -> Callable[[], None]:
+    def job() -> None:
+        try:
+            func()
+        except Exception:
+            log.exception("housekeeping job %s failed", job_id)
+
+    return job

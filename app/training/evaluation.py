@@ -1,0 +1,162 @@
+"""The evaluate step: score a model on the holdout and decide whether it may replace production."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    mean_absolute_error,
+    mean_squared_error,
+    precision_score,
+    r2_score,
+    recall_score,
+    roc_auc_score,
+)
+
+from app.pipelines.estimators import EstimatorKind
+from app.pipelines.spec import CLASSIFICATION_METRICS, REGRESSION_METRICS, Evaluation
+from app.training.errors import EvaluationError
+
+# Scores are floats; a tie or an improvement of exactly min_improvement must not fail on
+# rounding noise such as 0.83 - 0.80 == 0.02999...
+TOLERANCE = 1e-12
+_LABEL_METRICS = {"f1": f1_score, "precision": precision_score, "recall": recall_score}
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    passed: bool
+    reason: str
+
+
+def score(model: Any, X: pd.DataFrame, y: pd.Series, metric: str, kind: EstimatorKind) -> float:  # noqa: N803
+    """The model's metric on (X, y); EvaluationError when the metric does not fit the model."""
+    _check_metric_fits(metric, kind)
+    try:
+        if metric in REGRESSION_METRICS:
+            return _regression_score(metric, y, model.predict(X))
+        if metric == "roc_auc":
+            return _roc_auc(model, X, y)
+        return _label_score(metric, y, model.predict(X), model.classes_)
+    except ValueError as exc:
+        raise EvaluationError(f"Evaluation failed: cannot compute {metric}: {exc}") from exc
+
+
+def _check_metric_fits(metric: str, kind: EstimatorKind) -> None:
+    if metric not in CLASSIFICATION_METRICS + REGRESSION_METRICS:
+        raise EvaluationError(f"Evaluation failed: unknown metric {metric!r}")
+    wanted = "classifier" if metric in CLASSIFICATION_METRICS else "regressor"
+    if kind != wanted:
+        raise EvaluationError(
+            f"Evaluation failed: metric {metric} needs a {wanted}, but the model is a {kind}"
+        )
+
+
+def _regression_score(metric: str, y: pd.Series, predicted: Any) -> float:
+    if metric == "r2":
+        return float(r2_score(y, predicted))
+    if metric == "rmse":
+        # sqrt of MSE rather than mean_squared_error(squared=False), which sklearn removed.
+        return math.sqrt(float(mean_squared_error(y, predicted)))
+    return float(mean_absolute_error(y, predicted))
+
+
+def _label_score(metric: str, y: pd.Series, predicted: Any, classes: Any) -> float:
+    if metric == "accuracy":
+        return float(accuracy_score(y, predicted))
+    scorer = _LABEL_METRICS[metric]
+    if _is_binary(classes, y):
+        # The greater label is the positive class, as in roc_auc_score and the usual 0/1 data.
+        positive = sorted(classes)[-1]
+        return float(scorer(y, predicted, average="binary", pos_label=positive, zero_division=0))
+    return float(scorer(y, predicted, average="macro", zero_division=0))
+
+
+def _roc_auc(model: Any, X: pd.DataFrame, y: pd.Series) -> float:  # noqa: N803
+    classes = model.classes_
+    if _is_binary(classes, y):
+        if hasattr(model, "predict_proba"):
+            positive = list(classes).index(sorted(classes)[-1])
+            return float(roc_auc_score(y, model.predict_proba(X)[:, positive]))
+        if hasattr(model, "decision_function"):
+            # For two classes sklearn's decision_function scores the greater label.
+            return float(roc_auc_score(y, model.decision_function(X)))
+        raise EvaluationError(
+            "Evaluation failed: roc_auc needs a model with predict_proba or decision_function"
+        )
+    if not hasattr(model, "predict_proba"):
+        raise EvaluationError(
+            "Evaluation failed: roc_auc on more than 2 classes needs predict_proba"
+        )
+    return float(roc_auc_score(y, model.predict_proba(X), multi_class="ovr", labels=classes))
+
+
+def _is_binary(classes: Any, y: pd.Series) -> bool:
+    # The union, not the model's classes alone: production may not know a label that the
+    # new holdout contains, and then the score is a multiclass one.
+    return len(set(np.asarray(classes).tolist()) | set(y.unique().tolist())) == 2
+
+
+def gate(
+    candidate: float, production: float | None, evaluation: Evaluation, lower_is_better: bool
+) -> GateDecision:
+    """Pass when the candidate meets min_score and beats production by min_improvement."""
+    metric = evaluation.metric
+    if not math.isfinite(candidate):
+        return GateDecision(False, f"Evaluation gate: candidate {metric} is {candidate}")
+    floor = _min_score_check(candidate, evaluation, lower_is_better)
+    if not floor.passed:
+        return floor
+    versus = _production_check(candidate, production, evaluation, lower_is_better)
+    if not versus.passed:
+        return versus
+    return GateDecision(True, f"{floor.reason}; {versus.reason}")
+
+
+def _min_score_check(
+    candidate: float, evaluation: Evaluation, lower_is_better: bool
+) -> GateDecision:
+    metric, limit = evaluation.metric, evaluation.min_score
+    if limit is None:
+        return GateDecision(True, f"{metric} {candidate:.3f}, no min_score")
+    # For rmse and mae, min_score is a ceiling: the error may be at most that large.
+    if lower_is_better:
+        passed, sign, fail_sign = candidate <= limit + TOLERANCE, "<=", ">"
+    else:
+        passed, sign, fail_sign = candidate >= limit - TOLERANCE, ">=", "<"
+    if passed:
+        return GateDecision(True, f"{metric} {candidate:.3f} {sign} min_score {limit:.3f}")
+    return GateDecision(
+        False, f"Evaluation gate: {metric} {candidate:.3f} {fail_sign} min_score {limit:.3f}"
+    )
+
+
+def _production_check(
+    candidate: float, production: float | None, evaluation: Evaluation, lower_is_better: bool
+) -> GateDecision:
+    if production is None:
+        return GateDecision(True, "no production model")
+    if not math.isfinite(production):
+        # A production model that cannot be scored on the new holdout must not block the fix.
+        return GateDecision(True, f"production score {production} not comparable")
+    improvement = production - candidate if lower_is_better else candidate - production
+    needed, metric = evaluation.min_improvement, evaluation.metric
+    if improvement < needed - TOLERANCE:
+        return GateDecision(
+            False,
+            f"Evaluation gate: candidate {metric} {candidate:.3f} does not beat production "
+            f"{production:.3f} by min_improvement {needed:.3f}",
+        )
+    if improvement < 0:
+        return GateDecision(
+            True,
+            f"trails production {production:.3f} by {-improvement:.3f}, "
+            f"within min_improvement {needed:.3f}",
+        )
+    return GateDecision(True, f"beats production {production:.3f} by {improvement:.3f}")

@@ -1,0 +1,48 @@
+"""Alembic environment: migrates the database named by the caller or by MLOPS_DATABASE_URL."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import Connection, text
+
+from app.core.db import make_engine
+from app.core.models import Base
+from app.core.settings import get_settings
+
+# Replicas starting together must not race the migration: one holds this lock, others wait.
+MIGRATION_LOCK_KEY = 7_412_093_551
+
+
+def _url() -> str:
+    configured = context.config.get_main_option("sqlalchemy.url")
+    return configured or get_settings().resolved_database_url
+
+
+def _migrate(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            connection.execute(text(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_KEY})"))
+        context.run_migrations()
+
+
+def run_migrations_online() -> None:
+    engine = make_engine(_url())
+    try:
+        with engine.connect() as connection:
+            _migrate(connection)
+    finally:
+        engine.dispose()
+
+
+if context.is_offline_mode():
+    context.configure(url=_url(), target_metadata=Base.metadata, literal_binds=True)
+    with context.begin_transaction():
+        context.run_migrations()
+else:
+    run_migrations_online()
