@@ -49,15 +49,18 @@ def make_spec(target: str = "target", **fields: Any) -> PipelineSpec:
 
 
 def breast_cancer() -> pd.DataFrame:
-    return load_breast_cancer(as_frame=True).frame
+    frame: pd.DataFrame = load_breast_cancer(as_frame=True).frame
+    return frame
 
 
 def iris() -> pd.DataFrame:
-    return load_iris(as_frame=True).frame
+    frame: pd.DataFrame = load_iris(as_frame=True).frame
+    return frame
 
 
 def diabetes() -> pd.DataFrame:
-    return load_diabetes(as_frame=True).frame
+    frame: pd.DataFrame = load_diabetes(as_frame=True).frame
+    return frame
 
 
 def customers() -> pd.DataFrame:
@@ -473,7 +476,7 @@ class TestScore:
             score(model, holdout.X_test, holdout.y_test, "rmse", "classifier")
 
 
-class MajorityClassifier(ClassifierMixin, BaseEstimator):
+class MajorityClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     """A real classifier with predict only: no probabilities, no decision function."""
 
     def fit(self, x: pd.DataFrame, y: pd.Series) -> MajorityClassifier:
@@ -599,7 +602,7 @@ class TestFingerprint:
 
     def test_a_changed_value_changes_the_hash(self) -> None:
         frame = iris()
-        frame.iloc[17, 2] += 0.1
+        frame.loc[17, "petal length (cm)"] = 9.9
         assert fingerprint(frame)["sha256"] != fingerprint(iris())["sha256"]
 
     def test_a_renamed_column_changes_the_hash(self) -> None:

@@ -43,7 +43,9 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool) -> None:
 
     from app.main import create_app
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     upgrade_database(settings)
     if demo:
         load_demo(settings)

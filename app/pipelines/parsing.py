@@ -50,6 +50,8 @@ def parse_spec(document: Any, settings: Settings) -> PipelineSpec:
 
 def check_semantics(spec: PipelineSpec, settings: Settings) -> None:
     """Checks that need imports or settings: the estimator allow-list, params, metric kind."""
+    if spec.features is not None and spec.target in spec.features:
+        raise _invalid("features", f"the target {spec.target!r} cannot also be a feature")
     try:
         resolved = resolve_estimator(spec.model.estimator, settings.allowed_estimators)
     except EstimatorError as exc:

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
+from app.core.time import Timestamp
 from app.pipelines.spec import PipelineSpec
 
 T = TypeVar("T")
@@ -22,8 +22,8 @@ class PipelineRead(BaseModel):
     description: str
     paused: bool
     spec: PipelineSpec
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
 
 
 class PipelineCreated(PipelineRead):
@@ -35,8 +35,8 @@ class PipelineCreated(PipelineRead):
 class PipelineStatus(BaseModel):
     name: str
     status: str = Field(description="A run status, or 'paused', or 'never_run'")
-    last_run_at: datetime | None
+    last_run_at: Timestamp | None
     error: str | None
-    next_run_at: datetime | None
+    next_run_at: Timestamp | None
     production_version: int | None
     active_run_id: int | None

@@ -7,7 +7,6 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc", "precision", "recall")
 REGRESSION_METRICS = ("r2", "rmse", "mae")
@@ -198,12 +197,6 @@ class PipelineSpec(SpecModel):
         if value is not None and len(set(value)) != len(value):
             raise ValueError("lists a column more than once")
         return value
-
-    @model_validator(mode="after")
-    def _consistent(self) -> PipelineSpec:
-        if self.features is not None and self.target in self.features:
-            raise ValueError(f"features: the target {self.target!r} cannot also be a feature")
-        return self
 
     @property
     def lower_is_better(self) -> bool:

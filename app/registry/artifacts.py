@@ -18,6 +18,8 @@ import skops.io as sio
 from app.core.errors import ArtifactError
 
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.")
+# Our own preprocessing functions that fitted pipelines reference by name.
+TRUSTED_NAMES = frozenset({"app.training.preprocessing.as_categories"})
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ class LocalArtifactStore:
             untrusted = sio.get_untrusted_types(data=data)
         except Exception as exc:
             raise ArtifactError(f"Artifact {uri} is not a readable model file: {exc}") from exc
-        refused = [name for name in untrusted if not name.startswith(TRUSTED_PREFIXES)]
+        refused = [name for name in untrusted if not _trusted(name)]
         if refused:
             raise ArtifactError(f"Artifact {uri} holds untrusted types: {', '.join(refused)}")
         return sio.loads(data, trusted=untrusted)
@@ -79,3 +81,7 @@ class LocalArtifactStore:
         if not path.is_relative_to(self.root.resolve()):
             raise ArtifactError(f"Artifact path {uri} escapes the artifact store")
         return path
+
+
+def _trusted(type_name: str) -> bool:
+    return type_name in TRUSTED_NAMES or type_name.startswith(TRUSTED_PREFIXES)

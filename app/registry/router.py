@@ -11,8 +11,7 @@ from app.core.db import unit_of_work
 from app.core.errors import InvalidInput, NotFound, field_error
 from app.deps import ActorDep, Services, ServicesDep, SessionDep
 from app.pipelines import service as pipelines
-from app.registry import promotion
-from app.registry import service
+from app.registry import promotion, service
 from app.registry.schemas import (
     ModelVersionRead,
     PredictRequest,

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from app.core.time import Timestamp
 
 
 class ModelVersionRead(BaseModel):
@@ -18,8 +19,8 @@ class ModelVersionRead(BaseModel):
     data_fingerprint: dict[str, Any]
     features: list[Any]
     run_id: int | None
-    created_at: datetime
-    promoted_at: datetime | None
+    created_at: Timestamp
+    promoted_at: Timestamp | None
 
 
 class PromotionRead(BaseModel):
@@ -32,7 +33,7 @@ class PromotionRead(BaseModel):
     actor: str
     reason: str
     evidence: dict[str, Any]
-    created_at: datetime
+    created_at: Timestamp
 
 
 class PromoteRequest(BaseModel):

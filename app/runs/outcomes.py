@@ -25,5 +25,5 @@ class Stopped(StepOutcome):
         self.status = status
 
 
-class AwaitApproval(StepOutcome):  # noqa: N818 (an outcome, not an error)
+class AwaitApproval(StepOutcome):
     """Every gate passed; a person decides when to promote."""

@@ -1,9 +1,10 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from app.core.time import Timestamp
 
 
 class TriggerRead(BaseModel):
@@ -16,8 +17,8 @@ class StepRead(BaseModel):
 
     name: str
     status: str
-    started_at: datetime | None
-    finished_at: datetime | None
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
     detail: str | None
 
 
@@ -29,9 +30,9 @@ class RunRead(BaseModel):
     attempt: int
     retry_of: int | None
     actor: str
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
     error: str | None
     steps: list[StepRead]
     metrics: dict[str, Any]

@@ -22,7 +22,7 @@ from app.pipelines.spec import PipelineSpec
 from app.runs import transitions as t
 from app.runs.env import WorkerEnv
 from app.runs.models import Run, RunStep
-from app.runs.outcomes import AwaitApproval, Failed, Rejected, Stopped, StepOutcome
+from app.runs.outcomes import AwaitApproval, Failed, Rejected, StepOutcome, Stopped
 from app.runs.steps import STEPS, RunState, estimator_kind
 from app.training.errors import EvaluationError, TrainingError
 

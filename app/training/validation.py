@@ -71,8 +71,8 @@ def _too_few_rows(frame: pd.DataFrame, spec: PipelineSpec, kind: EstimatorKind) 
 
 def _too_many_nulls(frame: pd.DataFrame, spec: PipelineSpec, kind: EstimatorKind) -> str | None:
     fractions = _null_fractions(frame, spec)
-    worst = str(fractions.idxmax())
-    fraction, limit = float(fractions[worst]), spec.validation.max_null_fraction
+    worst, fraction = str(fractions.idxmax()), float(fractions.max())
+    limit = spec.validation.max_null_fraction
     if fraction > limit:
         return f"column {worst!r} null fraction {fraction:.3f} > max_null_fraction {limit:.3f}"
     if fraction == 1.0:
