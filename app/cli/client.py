@@ -1,4 +1,4 @@
-"""The CLI's HTTP client, and how its failures become exit codes (1: the server said no, 2: no server)."""
+"""The CLI's HTTP client, and how failures become exit codes (1: server said no, 2: no server)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
+from urllib.parse import quote
 
 import httpx
 import typer
@@ -36,6 +37,11 @@ class Unreachable(Exception):
     def __init__(self, url: str, reason: str) -> None:
         super().__init__(f"cannot reach the mlops server at {url} ({reason})")
         self.url = url
+
+
+def segment(value: str) -> str:
+    """`value` as one URL path segment, so a stray `/` or `?` cannot change the route."""
+    return quote(value, safe="")
 
 
 def read_token() -> str | None:
@@ -68,9 +74,7 @@ class Client:
     def get(self, path: str, *, params: dict[str, Any] | None = None) -> Any:
         return self.request("GET", path, params=params).json()
 
-    def post(
-        self, path: str, *, body: Any = None, headers: dict[str, str] | None = None
-    ) -> Any:
+    def post(self, path: str, *, body: Any = None, headers: dict[str, str] | None = None) -> Any:
         return self.request("POST", path, json=body, headers=headers).json()
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -96,7 +100,9 @@ def _api_error(response: httpx.Response) -> ApiError:
         body = None
     if isinstance(body, dict) and isinstance(body.get("detail"), str):
         errors = body.get("errors")
-        return ApiError(response.status_code, body["detail"], errors if isinstance(errors, list) else [])
+        return ApiError(
+            response.status_code, body["detail"], errors if isinstance(errors, list) else []
+        )
     return ApiError(response.status_code, f"{response.status_code} {response.reason_phrase}", [])
 
 

@@ -6,12 +6,14 @@ from typing import Annotated
 
 import typer
 
-from app.cli import serve as server
-from app.core.settings import Settings
+from app.cli import models, pipelines, runs
 
 app = typer.Typer(help="mlops: a retraining control plane.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+app.add_typer(pipelines.app, name="pipeline")
+app.add_typer(models.app, name="model")
+app.add_typer(runs.app, name="run")
 
 
 @app.command()
@@ -21,12 +23,19 @@ def serve(
     demo: Annotated[bool, typer.Option(help="Create the demo pipeline if missing")] = False,
 ) -> None:
     """Migrate the database and serve the API."""
+    # Imported here: the server side pulls in scikit-learn, which would slow every client command.
+    from app.cli import serve as server
+    from app.core.settings import Settings
+
     server.serve(Settings(), host=host, port=port, demo=demo)
 
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Migrate the database to the latest revision."""
+    from app.cli import serve as server
+    from app.core.settings import Settings
+
     settings = Settings()
     server.upgrade_database(settings)
     typer.echo("Database is at the latest revision")
@@ -34,3 +43,7 @@ def db_upgrade() -> None:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -80,5 +80,5 @@ def _describe(source: Source) -> str:
 def _describe_window(window: Window, *, ingested: bool) -> str:
     if window.last_rows is not None:
         return f"last {window.last_rows} rows"
-    by = window.column or ("arrival time" if ingested else "?")
+    by = window.column or ("arrival time" if ingested else "(no column set)")
     return f"last {window.last_days:g} days by {by}"

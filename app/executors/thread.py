@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
 
+from apscheduler.schedulers import SchedulerNotRunningError
+
 from app.core.time import utcnow
 from app.scheduler.clock import RUNS_POOL, Clock
+
+
+log = logging.getLogger(__name__)
 
 
 class ThreadExecutor:
@@ -26,14 +32,21 @@ class ThreadExecutor:
         when = not_before if not_before is not None and not_before > utcnow() else None
         with self._lock:
             self._pending += 1
-        self._clock.scheduler.add_job(
-            self._execute,
-            "date",
-            run_date=when,
-            args=[run_id],
-            executor=RUNS_POOL,
-            misfire_grace_time=None,
-        )
+        try:
+            self._clock.scheduler.add_job(
+                self._execute,
+                "date",
+                run_date=when,
+                args=[run_id],
+                executor=RUNS_POOL,
+                misfire_grace_time=None,
+            )
+        except SchedulerNotRunningError:
+            # Shutting down: the run stays queued in the database and the next start
+            # (or another replica's lease check) hands it to a worker.
+            log.info("not submitting run %s: the scheduler is stopping", run_id)
+            with self._lock:
+                self._pending -= 1
 
     def queue_depth(self) -> int:
         with self._lock:

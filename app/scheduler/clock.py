@@ -36,7 +36,9 @@ class Clock:
         self.scheduler.start()
 
     def shutdown(self, *, wait: bool) -> None:
+        """Stop firing, then stop; runs still queued are picked up by the next start."""
         if self.scheduler.running:
+            self.scheduler.pause()
             self.scheduler.shutdown(wait=wait)
 
     def every(self, seconds: float, job_id: str, func: Callable[[], None]) -> None:
