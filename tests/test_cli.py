@@ -239,7 +239,9 @@ class TestStatus:
     def test_no_server_exits_2(self, cli: Cli) -> None:
         result = cli("pipeline", "status", "churn", "--url", "http://127.0.0.1:1")
         assert result.returncode == 2
-        assert result.stderr.startswith("Error: cannot reach the mlops server at http://127.0.0.1:1 (")
+        assert result.stderr.startswith(
+            "Error: cannot reach the mlops server at http://127.0.0.1:1 ("
+        )
 
 
 class TestRuns:
@@ -249,7 +251,9 @@ class TestRuns:
 
     def test_history_lists_the_run(self, cli: Cli, trained: dict[str, Any]) -> None:
         table = cli.ok("pipeline", "history", "churn")
-        row = next(line for line in table.splitlines() if line.lstrip().startswith(str(trained["id"])))
+        row = next(
+            line for line in table.splitlines() if line.lstrip().startswith(str(trained["id"]))
+        )
         assert "Completed" in row and "manual: nightly" in row
         assert utc(trained["started_at"]) in row
         page = cli.json("pipeline", "history", "churn", "--limit", "1")

@@ -1,0 +1,46 @@
+"""Operations endpoints: liveness, readiness, Prometheus metrics, offline Swagger UI."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from tests.factories import churn_frame, pipeline_spec, wait_for_run, write_csv
+
+
+def test_healthz(client: Any) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_readyz_checks_database_and_scheduler(client: Any) -> None:
+    body = client.get("/readyz").json()
+    assert body["status"] == "ready"
+    assert body["scheduler"] == "running"
+
+
+def test_metrics_count_runs_and_show_production(client: Any, tmp_path: Path) -> None:
+    write_csv(tmp_path / "data" / "customers.csv", churn_frame())
+    client.post("/api/v1/pipelines", json=pipeline_spec())
+    run = client.post("/api/v1/pipelines/retrain-customer-model/runs").json()
+    wait_for_run(client, run["id"])
+    text = client.get("/metrics").text
+    assert 'mlops_runs_total{pipeline="retrain-customer-model",status="completed",trigger="manual"} 1.0' in text
+    assert 'mlops_production_version{pipeline="retrain-customer-model"} 1.0' in text
+    assert 'mlops_run_duration_seconds_count{pipeline="retrain-customer-model"} 1.0' in text
+    assert "mlops_runs_queued 0.0" in text
+
+
+def test_swagger_ui_of_the_real_app_needs_no_internet(client: Any) -> None:
+    page = client.get("/docs").text
+    assert not re.findall(r"https?://", page)
+    assert client.get("/static/swagger-ui/swagger-ui-bundle.js").status_code == 200
+    schema = client.get("/openapi.json").json()
+    assert "/api/v1/pipelines/{name}/runs" in schema["paths"]
+    assert "PipelineSpec" in schema["components"]["schemas"]
+
+
+def test_unknown_route_is_problem_json(client: Any) -> None:
+    response = client.get("/api/v1/nothing-here")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
