@@ -39,7 +39,9 @@ class TestCreate:
         )
         assert response.status_code == 201, response.text
         assert response.json()["spec"]["source"] == {
-            "kind": "csv", "path": "data/customers.csv", "window": None,
+            "kind": "csv",
+            "path": "data/customers.csv",
+            "window": None,
         }
 
     def test_duplicate_name_is_409(self, client: Any) -> None:
@@ -63,38 +65,84 @@ class TestCreate:
 BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
     ("os.system", {"model": {"estimator": "os.system"}}, "model.estimator", "not an allowed"),
     ("eval", {"model": {"estimator": "builtins.eval"}}, "model.estimator", "not an allowed"),
-    ("private", {"model": {"estimator": "sklearn.ensemble._forest.RandomForestClassifier"}},
-     "model.estimator", "private"),
-    ("not-estimator", {"model": {"estimator": "sklearn.utils.shuffle"}},
-     "model.estimator", "not a scikit-learn estimator"),
-    ("unknown-param", {"model": {"estimator": "sklearn.linear_model.LogisticRegression",
-                                 "params": {"n_trees": 3}}}, "model.params", "n_trees"),
-    ("bad-param-value", {"model": {"estimator": "sklearn.linear_model.LogisticRegression",
-                                   "params": {"C": -1}}}, "model.params", "C"),
+    (
+        "private",
+        {"model": {"estimator": "sklearn.ensemble._forest.RandomForestClassifier"}},
+        "model.estimator",
+        "private",
+    ),
+    (
+        "not-estimator",
+        {"model": {"estimator": "sklearn.utils.shuffle"}},
+        "model.estimator",
+        "not a scikit-learn estimator",
+    ),
+    (
+        "unknown-param",
+        {
+            "model": {
+                "estimator": "sklearn.linear_model.LogisticRegression",
+                "params": {"n_trees": 3},
+            }
+        },
+        "model.params",
+        "n_trees",
+    ),
+    (
+        "bad-param-value",
+        {"model": {"estimator": "sklearn.linear_model.LogisticRegression", "params": {"C": -1}}},
+        "model.params",
+        "C",
+    ),
     ("unknown-metric", {"evaluation": {"metric": "auc"}}, "evaluation.metric", "unknown metric"),
     ("regression-metric", {"evaluation": {"metric": "rmse"}}, "evaluation.metric", "classifier"),
-    ("holdout-zero", {"evaluation": {"holdout_fraction": 0}}, "evaluation.holdout_fraction",
-     "greater than 0"),
-    ("holdout-large", {"evaluation": {"holdout_fraction": 0.95}}, "evaluation.holdout_fraction",
-     "less than or equal to 0.9"),
+    (
+        "holdout-zero",
+        {"evaluation": {"holdout_fraction": 0}},
+        "evaluation.holdout_fraction",
+        "greater than 0",
+    ),
+    (
+        "holdout-large",
+        {"evaluation": {"holdout_fraction": 0.95}},
+        "evaluation.holdout_fraction",
+        "less than or equal to 0.9",
+    ),
     ("empty-name", {"name": ""}, "name", "slug"),
     ("not-slug", {"name": "Retrain Model!"}, "name", "slug"),
     ("path-name", {"name": "../etc"}, "name", "slug"),
     ("unknown-field", {"schedule": "daily"}, "schedule", "Extra inputs"),
-    ("unknown-nested", {"validation": {"min_rows": 1, "max_rows": 5}}, "validation.max_rows",
-     "Extra inputs"),
+    (
+        "unknown-nested",
+        {"validation": {"min_rows": 1, "max_rows": 5}},
+        "validation.max_rows",
+        "Extra inputs",
+    ),
     ("bad-source-kind", {"source": {"kind": "ftp", "path": "x"}}, "source", "kind"),
-    ("bad-trigger-op", {"triggers": [{"kind": "metric", "metric": "accuracy", "operator": "!=",
-                                      "threshold": 0.8}]}, "triggers.0.metric.operator", "'<'"),
+    (
+        "bad-trigger-op",
+        {
+            "triggers": [
+                {"kind": "metric", "metric": "accuracy", "operator": "!=", "threshold": 0.8}
+            ]
+        },
+        "triggers.0.metric.operator",
+        "'<'",
+    ),
     ("target-is-feature", {"features": ["age", "churned"]}, "features", "cannot also be a feature"),
-    ("bad-window", {"source": {"kind": "csv", "path": "a.csv", "window": {"last_rows": -5}}},
-     "source.csv.window.last_rows", "greater than 0"),
+    (
+        "bad-window",
+        {"source": {"kind": "csv", "path": "a.csv", "window": {"last_rows": -5}}},
+        "source.csv.window.last_rows",
+        "greater than 0",
+    ),
 ]
 
 
 class TestInvalidSpecs:
-    @pytest.mark.parametrize(("case", "override", "loc", "message"), BAD_SPECS,
-                             ids=[c[0] for c in BAD_SPECS])
+    @pytest.mark.parametrize(
+        ("case", "override", "loc", "message"), BAD_SPECS, ids=[c[0] for c in BAD_SPECS]
+    )
     def test_bad_spec_is_422_naming_the_field_and_stores_nothing(
         self, client: Any, case: str, override: dict[str, Any], loc: str, message: str
     ) -> None:
@@ -106,7 +154,9 @@ class TestInvalidSpecs:
 
     def test_invalid_yaml_is_422_on_body(self, client: Any) -> None:
         response = client.post(
-            f"{API}/pipelines", content="name: [unclosed", headers={"content-type": "application/yaml"}
+            f"{API}/pipelines",
+            content="name: [unclosed",
+            headers={"content-type": "application/yaml"},
         )
         body = problem(response, 422)
         assert body["errors"][0]["loc"] == "body"
@@ -141,7 +191,8 @@ class TestReadReplaceDelete:
     def test_put_with_other_name_is_422(self, client: Any) -> None:
         client.put(f"{API}/pipelines/retrain-customer-model", json=pipeline_spec())
         body = problem(
-            client.put(f"{API}/pipelines/retrain-customer-model", json=pipeline_spec(name="other")), 422
+            client.put(f"{API}/pipelines/retrain-customer-model", json=pipeline_spec(name="other")),
+            422,
         )
         assert body["errors"][0]["loc"] == "name"
 
@@ -162,8 +213,13 @@ class TestPauseAndStatus:
         client.post(f"{API}/pipelines", json=pipeline_spec())
         status = client.get(f"{API}/pipelines/retrain-customer-model/status").json()
         assert status == {
-            "name": "retrain-customer-model", "status": "never_run", "last_run_at": None,
-            "error": None, "next_run_at": None, "production_version": None, "active_run_id": None,
+            "name": "retrain-customer-model",
+            "status": "never_run",
+            "last_run_at": None,
+            "error": None,
+            "next_run_at": None,
+            "production_version": None,
+            "active_run_id": None,
         }
 
     def test_pause_and_resume(self, client: Any) -> None:

@@ -57,7 +57,11 @@ class TestVersions:
         response = client.get(f"{BASE}/models/1/artifact")
         assert response.status_code == 200
         digest = hashlib.sha256(response.content).hexdigest()
-        assert digest == response.headers["x-model-sha256"] == client.get(f"{BASE}/models/1").json()["sha256"]
+        assert (
+            digest
+            == response.headers["x-model-sha256"]
+            == client.get(f"{BASE}/models/1").json()["sha256"]
+        )
 
     def test_unknown_version_is_404(self, client: Any, tmp_path: Path) -> None:
         create(client, tmp_path)
@@ -77,11 +81,18 @@ class TestPromotionAndRollback:
         assert (promoted.json()["from_version"], promoted.json()["to_version"]) == (2, 1)
         assert production_version(client) == 1
         rolled = client.post(f"{BASE}/rollback").json()
-        assert (rolled["action"], rolled["from_version"], rolled["to_version"]) == ("rollback", 1, 2)
+        assert (rolled["action"], rolled["from_version"], rolled["to_version"]) == (
+            "rollback",
+            1,
+            2,
+        )
         assert production_version(client) == 2
         ledger = client.get(f"{BASE}/promotions").json()
         assert [(p["action"], p["from_version"], p["to_version"]) for p in ledger] == [
-            ("rollback", 1, 2), ("promote", 2, 1), ("promote", 1, 2), ("promote", None, 1),
+            ("rollback", 1, 2),
+            ("promote", 2, 1),
+            ("promote", 1, 2),
+            ("promote", None, 1),
         ]
         assert ledger[1]["reason"] == "v2 misbehaves"
         assert ledger[1]["actor"] == "anonymous"
@@ -113,7 +124,9 @@ class TestDeployTargets:
         create(client, tmp_path)
         run_once(client)
         with deploy_target(status=403) as target:
-            spec = pipeline_spec(deployment={"mode": "auto", "target": {"kind": "webhook", "url": target.url}})
+            spec = pipeline_spec(
+                deployment={"mode": "auto", "target": {"kind": "webhook", "url": target.url}}
+            )
             assert client.put(BASE, json=spec).status_code == 200
             run = run_once(client)
             assert run["status"] == "failed"
@@ -138,7 +151,9 @@ class TestDeployTargets:
         run_once(client)
         run_once(client)
         with deploy_target(status=500) as target:
-            spec = pipeline_spec(deployment={"mode": "auto", "target": {"kind": "webhook", "url": target.url}})
+            spec = pipeline_spec(
+                deployment={"mode": "auto", "target": {"kind": "webhook", "url": target.url}}
+            )
             client.put(BASE, json=spec)
             response = client.post(f"{BASE}/models/1/promote")
         assert response.status_code == 502
@@ -146,9 +161,15 @@ class TestDeployTargets:
         assert production_version(client) == 2
         assert len(client.get(f"{BASE}/promotions").json()) == 2
 
-    def test_unreachable_webhook_fails_with_a_plain_reason(self, client: Any, tmp_path: Path) -> None:
+    def test_unreachable_webhook_fails_with_a_plain_reason(
+        self, client: Any, tmp_path: Path
+    ) -> None:
         url = "http://127.0.0.1:9/deploy"
-        create(client, tmp_path, deployment={"mode": "auto", "target": {"kind": "webhook", "url": url, "timeout_s": 2}})
+        create(
+            client,
+            tmp_path,
+            deployment={"mode": "auto", "target": {"kind": "webhook", "url": url, "timeout_s": 2}},
+        )
         run = run_once(client)
         assert run["status"] == "failed"
         assert run["error"].startswith(f"Deployment failed: could not reach {url}")
@@ -183,9 +204,15 @@ class TestPredict:
         create(client, tmp_path)
         run_once(client)
         run_once(client)
-        assert client.post(f"{BASE}/predict", json={"instances": INSTANCES}).json()["model_version"] == 2
+        assert (
+            client.post(f"{BASE}/predict", json={"instances": INSTANCES}).json()["model_version"]
+            == 2
+        )
         client.post(f"{BASE}/models/1/promote")
-        assert client.post(f"{BASE}/predict", json={"instances": INSTANCES}).json()["model_version"] == 1
+        assert (
+            client.post(f"{BASE}/predict", json={"instances": INSTANCES}).json()["model_version"]
+            == 1
+        )
 
     def test_unknown_category_is_ignored(self, client: Any, tmp_path: Path) -> None:
         create(client, tmp_path)

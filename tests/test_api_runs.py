@@ -56,7 +56,11 @@ class TestManualTrigger:
         run = wait_for_run(client, queued["id"])
         assert run["status"] == "completed", run
         assert [s["name"] for s in run["steps"]] == [
-            "load_data", "validate", "train", "evaluate", "deploy",
+            "load_data",
+            "validate",
+            "train",
+            "evaluate",
+            "deploy",
         ]
         assert all(s["status"] == "completed" and s["finished_at"] for s in run["steps"])
         assert run["steps"][0]["detail"].startswith("300 rows x 4 columns from csv")
@@ -138,7 +142,9 @@ class TestFailuresAndGates:
         assert run["metrics"]["production"] > run["metrics"]["candidate"]
         status = client.get(f"{API}/pipelines/{NAME}/status").json()
         assert status["production_version"] == 1
-        versions = {m["version"]: m["stage"] for m in client.get(f"{API}/pipelines/{NAME}/models").json()}
+        versions = {
+            m["version"]: m["stage"] for m in client.get(f"{API}/pipelines/{NAME}/models").json()
+        }
         assert versions == {1: "production", 2: "candidate"}
 
     def test_below_min_score_is_rejected(self, client: Any, tmp_path: Path) -> None:
@@ -150,8 +156,10 @@ class TestFailuresAndGates:
     def test_estimator_that_cannot_fit_fails_with_its_message(
         self, client: Any, tmp_path: Path
     ) -> None:
-        model = {"estimator": "sklearn.linear_model.LogisticRegression",
-                 "params": {"solver": "liblinear", "penalty": "elasticnet"}}
+        model = {
+            "estimator": "sklearn.linear_model.LogisticRegression",
+            "params": {"solver": "liblinear", "penalty": "elasticnet"},
+        }
         create(client, tmp_path, model=model)
         run = wait_for_run(client, trigger(client)["id"])
         assert run["status"] == "failed"
@@ -159,8 +167,12 @@ class TestFailuresAndGates:
         assert "elasticnet" in run["error"]
 
     def test_failed_run_is_retried_as_a_linked_attempt(self, client: Any, tmp_path: Path) -> None:
-        create(client, tmp_path, source={"kind": "csv", "path": "data/missing.csv"},
-               retries={"max_attempts": 2, "backoff_s": 0})
+        create(
+            client,
+            tmp_path,
+            source={"kind": "csv", "path": "data/missing.csv"},
+            retries={"max_attempts": 2, "backoff_s": 0},
+        )
         first = wait_for_run(client, trigger(client)["id"])
         assert first["status"] == "failed"
         deadline = time.monotonic() + 30
@@ -239,9 +251,12 @@ def test_bundled_datasets_train(client: Any, dataset: str) -> None:
         source={"kind": "sklearn", "dataset": dataset},
         target="target",
         validation={},
-        model={"estimator": "sklearn.linear_model.Ridge" if regression
-               else "sklearn.linear_model.LogisticRegression",
-               "params": {} if regression else {"max_iter": 5000}},
+        model={
+            "estimator": "sklearn.linear_model.Ridge"
+            if regression
+            else "sklearn.linear_model.LogisticRegression",
+            "params": {} if regression else {"max_iter": 5000},
+        },
         evaluation={"metric": "rmse" if regression else "f1", "holdout_fraction": 0.3},
     )
     assert client.post(f"{API}/pipelines", json=spec).status_code == 201

@@ -245,7 +245,7 @@ class TestStatus:
 
 
 class TestRuns:
-    def test_trigger_wait_prints_each_step_then_the_outcome(self, trained: dict[str, Any]) -> None:
+    def test_trigger_wait_json_is_the_finished_run(self, trained: dict[str, Any]) -> None:
         assert trained["status"] == "completed"
         assert trained["trigger"]["reason"] == "manual: nightly"
 
@@ -353,7 +353,9 @@ class TestPromotion:
         evaluation = {"metric": "accuracy", "min_score": 0.6, "min_improvement": -1}
         cli.apply("promo", evaluation=evaluation)
         for _ in range(2):
-            cli.ok("pipeline", "trigger", "promo", "--wait")
+            lines = cli.ok("pipeline", "trigger", "promo", "--wait").splitlines()
+            assert re.fullmatch(r"Run \d+ queued \(manual\)", lines[0])
+            assert re.fullmatch(r"Run \d+ completed", lines[-1])
         assert stages(cli) == {1: "archived", 2: "production"}
         table = cli.ok("model", "list", "promo")
         assert "production" in table and "accuracy 0." in table

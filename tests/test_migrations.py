@@ -38,4 +38,11 @@ def test_upgrade_is_idempotent(fresh_url: str) -> None:
     engine = create_engine(fresh_url)
     tables = set(inspect(engine).get_table_names())
     engine.dispose()
-    assert {"pipelines", "runs", "run_steps", "model_versions", "promotions", "data_batches"} <= tables
+    assert {
+        "pipelines",
+        "runs",
+        "run_steps",
+        "model_versions",
+        "promotions",
+        "data_batches",
+    } <= tables

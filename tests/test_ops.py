@@ -25,7 +25,10 @@ def test_metrics_count_runs_and_show_production(client: Any, tmp_path: Path) -> 
     run = client.post("/api/v1/pipelines/retrain-customer-model/runs").json()
     wait_for_run(client, run["id"])
     text = client.get("/metrics").text
-    assert 'mlops_runs_total{pipeline="retrain-customer-model",status="completed",trigger="manual"} 1.0' in text
+    assert (
+        'mlops_runs_total{pipeline="retrain-customer-model",'
+        'status="completed",trigger="manual"} 1.0' in text
+    )
     assert 'mlops_production_version{pipeline="retrain-customer-model"} 1.0' in text
     assert 'mlops_run_duration_seconds_count{pipeline="retrain-customer-model"} 1.0' in text
     assert "mlops_runs_queued 0.0" in text

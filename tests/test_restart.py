@@ -43,10 +43,12 @@ def test_kill_during_training_leaves_no_run_running(server: Server, tmp_path: Pa
     with server.api() as api:
         assert api.post("/pipelines", json=pipeline_spec(model=SLOW_MODEL)).status_code == 201
         run_id = api.post("/pipelines/retrain-customer-model/runs").json()["id"]
-        wait_for(lambda: any(
-            s["name"] == "train" and s["status"] == "running"
-            for s in api.get(f"/runs/{run_id}").json()["steps"]
-        ))
+        wait_for(
+            lambda: any(
+                s["name"] == "train" and s["status"] == "running"
+                for s in api.get(f"/runs/{run_id}").json()["steps"]
+            )
+        )
     server.kill()
     server.start()
     with server.api() as api:

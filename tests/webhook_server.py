@@ -24,13 +24,13 @@ def deploy_target(status: int = 200) -> Iterator[DeployTarget]:
     target = DeployTarget(url="")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_POST(self) -> None:
             length = int(self.headers.get("content-length", 0))
             target.received.append(json.loads(self.rfile.read(length) or b"{}"))
             self.send_response(target.status)
             self.end_headers()
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

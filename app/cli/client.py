@@ -72,10 +72,17 @@ class Client:
         self._http.close()
 
     def get(self, path: str, *, params: dict[str, Any] | None = None) -> Any:
-        return self.request("GET", path, params=params).json()
+        return self.json(self.request("GET", path, params=params))
 
     def post(self, path: str, *, body: Any = None, headers: dict[str, str] | None = None) -> Any:
-        return self.request("POST", path, json=body, headers=headers).json()
+        return self.json(self.request("POST", path, json=body, headers=headers))
+
+    def json(self, response: httpx.Response) -> Any:
+        """The body as JSON; anything else means the URL is not an mlops server."""
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise Unreachable(self.url, "the answer is not JSON; is this an mlops server?") from exc
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send one request; raises ApiError on a 4xx/5xx and Unreachable on no answer."""

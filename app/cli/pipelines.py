@@ -41,7 +41,7 @@ def apply(
             content=text.encode(),
             headers={"Content-Type": content_type},
         )
-    body = response.json()
+        body = client.json(response)
     if output is OutputFormat.json:
         render.print_json(body)
     elif response.status_code == 201:

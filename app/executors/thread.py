@@ -12,7 +12,6 @@ from apscheduler.schedulers import SchedulerNotRunningError
 from app.core.time import utcnow
 from app.scheduler.clock import RUNS_POOL, Clock
 
-
 log = logging.getLogger(__name__)
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -11,7 +12,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select
 
 from app.core.db import SessionFactory, unit_of_work
 from app.executors.base import Executor
@@ -53,7 +54,7 @@ class DatabaseCollector(Collector):
         for name, status, trigger, count in counts:
             runs.add_metric([name, status, trigger], count)
         yield runs
-        yield _durations(finished)
+        yield _durations(finished)  # type: ignore[arg-type]  # filtered to non-null above
         yield GaugeMetricFamily("mlops_runs_queued", "Runs waiting to start", value=queued)
         yield GaugeMetricFamily(
             "mlops_worker_queue_depth",
@@ -68,11 +69,10 @@ class DatabaseCollector(Collector):
         yield versions
 
 
-def _durations(rows: list[tuple[str, object, object]]) -> HistogramMetricFamily:
+def _durations(rows: Sequence[Row[str, datetime, datetime]]) -> HistogramMetricFamily:
     per_pipeline: dict[str, list[float]] = {}
     for name, started, finished in rows:
-        seconds = (finished - started).total_seconds()  # type: ignore[operator]
-        per_pipeline.setdefault(name, []).append(seconds)
+        per_pipeline.setdefault(name, []).append((finished - started).total_seconds())
     family = HistogramMetricFamily(
         "mlops_run_duration_seconds", "Run wall time", labels=["pipeline"]
     )

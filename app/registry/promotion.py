@@ -174,5 +174,6 @@ def _payload(pipeline: Pipeline, version: ModelVersion, public_url: str) -> dict
         "metrics": version.metrics,
         "params": version.params,
         "run_id": version.run_id,
-        "artifact_url": f"{base}/api/v1/pipelines/{pipeline.name}/models/{version.version}/artifact",
+        "artifact_url": f"{base}/api/v1/pipelines/{pipeline.name}"
+        f"/models/{version.version}/artifact",
     }

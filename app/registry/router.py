@@ -137,7 +137,8 @@ def _production_model(services: Services, name: str) -> LoadedModel:
 def _predict(loaded: LoadedModel, instances: list[dict[str, Any]]) -> list[Any]:
     missing = sorted({f for f in loaded.features for row in instances if f not in row})
     if missing:
-        msg = f"missing feature(s) {', '.join(map(str, missing))}; the model uses {', '.join(map(str, loaded.features))}"
+        uses = ", ".join(map(str, loaded.features))
+        msg = f"missing feature(s) {', '.join(map(str, missing))}; the model uses {uses}"
         raise InvalidInput(f"instances: {msg}", errors=[field_error("body.instances", msg)])
     frame = pd.DataFrame(instances, columns=loaded.features)
     try:

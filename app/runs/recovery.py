@@ -89,9 +89,14 @@ def _end_lost(session: Session, env: WorkerEnv, runs: Iterable[Run], reason: str
         pipeline = session.get(Pipeline, run.pipeline_id)
         assert pipeline is not None
         retry = schedule_retry(session, run, PipelineSpec.model_validate(pipeline.spec))
-        for run_id in (promoted, retry.id if retry and retry.slot == "active" else None):
-            if run_id is not None:
-                after_commit(session, lambda run_id=run_id: env.executor.submit(run_id))
+        if promoted is not None:
+            _submit_after_commit(session, env, promoted)
+        if retry is not None and retry.slot == "active":
+            _submit_after_commit(session, env, retry.id)
+
+
+def _submit_after_commit(session: Session, env: WorkerEnv, run_id: int) -> None:
+    after_commit(session, lambda: env.executor.submit(run_id))
 
 
 def _dead_here(owner: str | None) -> bool:

@@ -54,7 +54,8 @@ def load_data(state: RunState, env: WorkerEnv) -> str:
             state.spec.source, pipeline_id=state.pipeline_id, session=session, settings=env.settings
         )
     state.frame = frame
-    return f"{len(frame)} rows x {len(frame.columns)} columns from {describe_source(state.spec.source)}"
+    where = describe_source(state.spec.source)
+    return f"{len(frame)} rows x {len(frame.columns)} columns from {where}"
 
 
 def validate(state: RunState, env: WorkerEnv) -> str:
