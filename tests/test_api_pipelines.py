@@ -181,7 +181,9 @@ class TestReadReplaceDelete:
 
     def test_put_creates_then_replaces(self, client: Any) -> None:
         url = f"{API}/pipelines/retrain-customer-model"
-        assert client.put(url, json=pipeline_spec()).status_code == 201
+        created = client.put(url, json=pipeline_spec())
+        assert created.status_code == 201
+        assert created.json()["webhook_secret"].startswith("whsec_")
         changed = pipeline_spec(description="changed")
         response = client.put(url, json=changed)
         assert response.status_code == 200

@@ -166,11 +166,6 @@ class TestApply:
             item for item in listed if item["name"] == "apply-me"
         ).items()
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="server bug: PUT /pipelines/{name} answers 201 without webhook_secret "
-        "(its response model is PipelineRead, which drops the field)",
-    )
     def test_create_shows_the_webhook_secret_once(self, cli: Cli) -> None:
         created = cli.apply("secret-shown").splitlines()
         assert created[0] == "Pipeline secret-shown created"
@@ -337,10 +332,15 @@ class TestConcurrency:
             stderr=subprocess.PIPE,
             text=True,
         )
-        assert watcher.stdout is not None
-        assert watcher.stdout.readline() == "load_data: running\n"
-        gated.release.set()
-        rest, errors = watcher.communicate(timeout=60)
+        try:
+            assert watcher.stdout is not None
+            assert watcher.stdout.readline() == "load_data: running\n"
+            gated.release.set()
+            rest, errors = watcher.communicate(timeout=60)
+        finally:
+            if watcher.poll() is None:
+                watcher.kill()
+                watcher.communicate()
         assert watcher.returncode == 0, errors
         lines = rest.splitlines()
         assert lines[0].startswith("load_data: completed (300 rows")

@@ -7,8 +7,6 @@ import threading
 from collections.abc import Callable
 from datetime import datetime
 
-from apscheduler.schedulers import SchedulerNotRunningError
-
 from app.core.time import utcnow
 from app.scheduler.clock import RUNS_POOL, Clock
 
@@ -29,23 +27,21 @@ class ThreadExecutor:
     def submit(self, run_id: int, *, not_before: datetime | None = None) -> None:
         """Execute the run in a worker thread, now or at `not_before`."""
         when = not_before if not_before is not None and not_before > utcnow() else None
-        with self._lock:
-            self._pending += 1
-        try:
-            self._clock.scheduler.add_job(
-                self._execute,
-                "date",
-                run_date=when,
-                args=[run_id],
-                executor=RUNS_POOL,
-                misfire_grace_time=None,
-            )
-        except SchedulerNotRunningError:
+        if not self._clock.running:
             # Shutting down: the run stays queued in the database and the next start
             # (or another replica's lease check) hands it to a worker.
             log.info("not submitting run %s: the scheduler is stopping", run_id)
-            with self._lock:
-                self._pending -= 1
+            return
+        with self._lock:
+            self._pending += 1
+        self._clock.scheduler.add_job(
+            self._execute,
+            "date",
+            run_date=when,
+            args=[run_id],
+            executor=RUNS_POOL,
+            misfire_grace_time=None,
+        )
 
     def queue_depth(self) -> int:
         with self._lock:

@@ -80,11 +80,12 @@ def get_pipeline(name: str, session: SessionDep) -> PipelineRead:
 @router.put(
     "/{name}",
     openapi_extra=SPEC_BODY,
-    responses={201: {"model": PipelineCreated, "description": "Created"}},
+    response_model=PipelineCreated | PipelineRead,
+    responses={201: {"model": PipelineCreated, "description": "Created, with its webhook secret"}},
 )
 async def put_pipeline(
     name: str, request: Request, response: Response, services: ServicesDep, session: SessionDep
-) -> PipelineRead:
+) -> PipelineCreated | PipelineRead:
     """Create or replace a pipeline (idempotent: `mlops pipeline apply`)."""
     spec = await _spec_from(request, services)
     existing = service.find(session=session, name=name)

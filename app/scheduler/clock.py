@@ -11,15 +11,29 @@ import logging
 from collections.abc import Callable
 
 from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_RUNNING
 
 log = logging.getLogger(__name__)
 RUNS_POOL = "runs"
 
 
+class _KeepingJobStore(MemoryJobStore):  # type: ignore[misc]
+    """A memory job store that keeps its jobs at shutdown.
+
+    APScheduler's loop may still be removing a just-fired job while `shutdown()` empties the
+    store, which raises in its thread; the jobs are garbage once the clock stops anyway.
+    """
+
+    def shutdown(self) -> None:
+        return None
+
+
 class Clock:
     def __init__(self, *, workers: int) -> None:
         self.scheduler = BackgroundScheduler(
+            jobstores={"default": _KeepingJobStore()},
             executors={
                 "default": ThreadPoolExecutor(2),
                 RUNS_POOL: ThreadPoolExecutor(workers),
@@ -30,7 +44,7 @@ class Clock:
 
     @property
     def running(self) -> bool:
-        return bool(self.scheduler.running)
+        return bool(self.scheduler.state == STATE_RUNNING)
 
     def start(self) -> None:
         self.scheduler.start()
