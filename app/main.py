@@ -37,11 +37,10 @@ def build_services(settings: Settings) -> Services:
     clock = Clock(workers=settings.workers)
     executor = ThreadExecutor(clock)
     artifacts = LocalArtifactStore(settings.resolved_artifact_dir)
-    env = WorkerEnv(factory, settings, artifacts, executor, recovery.owner_id())
+    models = ModelCache(artifacts)
+    env = WorkerEnv(factory, settings, artifacts, executor, recovery.owner_id(), models)
     executor.bind(lambda run_id: worker.execute(run_id, env))
-    return Services(
-        settings, engine, factory, clock, executor, artifacts, ModelCache(artifacts), env
-    )
+    return Services(settings, engine, factory, clock, executor, artifacts, models, env)
 
 
 def start(services: Services) -> None:

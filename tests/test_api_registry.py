@@ -7,6 +7,8 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from app.main import create_app
+from tests.conftest import TestClient
 from tests.factories import churn_frame, pipeline_spec, wait_for_run, write_csv
 from tests.webhook_server import deploy_target
 
@@ -233,12 +235,16 @@ class TestPredict:
         assert response.status_code == 404
         assert response.json()["detail"] == f"Pipeline {NAME} has no production model yet"
 
-    def test_tampered_artifact_is_refused(self, client: Any, tmp_path: Path, settings: Any) -> None:
+    def test_tampered_artifact_is_refused_when_loaded(
+        self, client: Any, tmp_path: Path, settings: Any
+    ) -> None:
         create(client, tmp_path)
         run_once(client)
         artifact = settings.resolved_artifact_dir / NAME / "v1.skops"
         artifact.write_bytes(artifact.read_bytes() + b"tampered")
-        response = client.post(f"{BASE}/predict", json={"instances": INSTANCES})
+        assert client.get(f"{BASE}/models/1/artifact").status_code == 409
+        # A fresh process has to load the file, and refuses it.
+        with TestClient(create_app(settings)) as restarted:
+            response = restarted.post(f"{BASE}/predict", json={"instances": INSTANCES})
         assert response.status_code == 409
         assert "failed its sha256 check" in response.json()["detail"]
-        assert client.get(f"{BASE}/models/1/artifact").status_code == 409

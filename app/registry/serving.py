@@ -41,6 +41,11 @@ class ModelCache:
                 self._models[pipeline_id] = current
         return current
 
+    def put(self, loaded: LoadedModel) -> None:
+        """Install a model already in memory (the run that trained it just promoted it)."""
+        with self._lock:
+            self._models[loaded.pipeline_id] = loaded
+
     def evict(self, pipeline_id: int) -> None:
         """Forget a pipeline's model (deleted, or production cleared)."""
         with self._lock:

@@ -6,6 +6,7 @@ from app.core.db import SessionFactory
 from app.core.settings import Settings
 from app.executors.base import Executor
 from app.registry.artifacts import LocalArtifactStore
+from app.registry.serving import ModelCache
 
 
 @dataclass(frozen=True)
@@ -17,3 +18,4 @@ class WorkerEnv:
     artifacts: LocalArtifactStore
     executor: Executor
     owner: str
+    models: ModelCache

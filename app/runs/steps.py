@@ -20,6 +20,7 @@ from app.pipelines.estimators import EstimatorKind, resolve_estimator
 from app.pipelines.spec import PipelineSpec
 from app.registry import promotion
 from app.registry import service as registry
+from app.registry.serving import LoadedModel
 from app.runs.env import WorkerEnv
 from app.runs.models import Run
 from app.runs.outcomes import AwaitApproval, Failed, Rejected
@@ -45,6 +46,7 @@ class RunState:
     holdout: Holdout | None = None
     trained: TrainedModel | None = None
     version: int | None = None
+    sha256: str | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -113,6 +115,7 @@ def deploy(state: RunState, env: WorkerEnv) -> str:
         request=request,
         fence=state.finalize,
     )
+    _serve_trained_model(state, env)
     from_text = f"version {result.from_version}" if result.from_version else "no model"
     return f"version {state.version} promoted to production (was {from_text})"
 
@@ -131,6 +134,16 @@ def estimator_kind(spec: PipelineSpec, env: WorkerEnv) -> EstimatorKind:
     return resolve_estimator(spec.model.estimator, env.settings.allowed_estimators).kind
 
 
+def _serve_trained_model(state: RunState, env: WorkerEnv) -> None:
+    assert state.trained is not None and state.frame is not None
+    assert state.version is not None and state.sha256 is not None
+    features = feature_columns(state.spec, state.frame)
+    loaded = LoadedModel(
+        state.pipeline_id, state.version, state.sha256, features, state.trained.model
+    )
+    env.models.put(loaded)
+
+
 def _production_score(state: RunState, env: WorkerEnv) -> tuple[float | None, str | None]:
     assert state.holdout is not None
     with unit_of_work(env.factory) as session:
@@ -138,10 +151,14 @@ def _production_score(state: RunState, env: WorkerEnv) -> tuple[float | None, st
         if current is None:
             return None, None
         uri, sha, version = current.artifact_uri, current.sha256, current.version
+        features = list(current.features)
     h = state.holdout
     try:
-        model = env.artifacts.load(uri, sha)
-        value = score(model, h.X_test, h.y_test, state.spec.evaluation.metric, state.kind)
+        # The serving cache: production is verified and loaded once, not per run.
+        loaded = env.models.get(
+            pipeline_id=state.pipeline_id, version=version, sha256=sha, uri=uri, features=features
+        )
+        value = score(loaded.model, h.X_test, h.y_test, state.spec.evaluation.metric, state.kind)
     except Exception as exc:
         # A production model that cannot score the new holdout (its columns changed, say)
         # is no evidence either way; the run says so instead of failing.
@@ -177,4 +194,4 @@ def _register_version(state: RunState, env: WorkerEnv) -> None:
             raise Failed(f"Run {state.run_id} disappeared while it was being evaluated")
         run.metrics = state.metrics
         run.model_version = version
-    state.version = version
+    state.version, state.sha256 = version, artifact.sha256
