@@ -685,3 +685,12 @@ def test_ingested_sources_are_described() -> None:
     assert describe_source(source) == (
         "ingested rows from the new-data webhook, last 30 days by arrival time"
     )
+
+
+def test_the_services_own_data_dir_is_never_a_source(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / ".mlops", source_dirs=[tmp_path])
+    (tmp_path / ".mlops").mkdir()
+    (tmp_path / ".mlops" / "mlops.db").write_bytes(b"secret")
+    source = CsvSource(kind="csv", path=".mlops/mlops.db")
+    with pytest.raises(SourceError, match="Data source path not allowed"):
+        load(source, settings)

@@ -34,7 +34,7 @@ def load_file(source: FileSource, settings: Settings) -> pd.DataFrame:
             f"Unsupported data source URL {redact_url(source.path)}: "
             "use an http(s) URL or a local path"
         )
-    return _parse(source, resolve_local_path(source.path, settings.source_dirs))
+    return _parse(source, resolve_local_path(source.path, settings))
 
 
 def is_http_url(path: str) -> bool:
@@ -42,13 +42,20 @@ def is_http_url(path: str) -> bool:
     return "://" in path and urlsplit(path).scheme.lower() in ("http", "https")
 
 
-def resolve_local_path(raw: str, source_dirs: list[Path]) -> Path:
-    """The real path of `raw`, which must be an existing file inside one of `source_dirs`."""
-    roots = [root.resolve() for root in source_dirs]
+def resolve_local_path(raw: str, settings: Settings) -> Path:
+    """The real path of `raw`: an existing file inside a source directory, outside our own."""
+    roots = [root.resolve() for root in settings.source_dirs]
+    # The service's own files (its SQLite database with webhook secrets, the artifacts) sit in
+    # the working directory by default; a pipeline must never read them as data.
+    private = [settings.data_dir.resolve(), settings.resolved_artifact_dir]
     given = Path(raw)
     candidates = [given] if given.is_absolute() else [root / given for root in roots]
     # Containment is checked before existence, so probing outside the roots learns nothing.
-    allowed = [real for real in _real_paths(candidates) if _inside(real, roots)]
+    allowed = [
+        real
+        for real in _real_paths(candidates)
+        if _inside(real, roots) and not _inside(real, private)
+    ]
     if not allowed:
         raise SourceError(
             f"Data source path not allowed: {raw} is outside the source directories "

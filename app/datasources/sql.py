@@ -64,7 +64,7 @@ def _confined_sqlite(url: URL, settings: Settings) -> URL:
     if url.database in (None, "", ":memory:"):
         return url
     # Also stops SQLite from creating an empty database file for a mistyped path.
-    return url.set(database=str(resolve_local_path(url.database, settings.source_dirs)))
+    return url.set(database=str(resolve_local_path(url.database, settings)))
 
 
 def _engine(url: URL) -> Engine:
