@@ -97,7 +97,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
     clean(database_url)
     return Settings(
         database_url=database_url,
-        data_dir=tmp_path / "data",
+        data_dir=tmp_path / ".mlops",
         source_dirs=[tmp_path],
         workers=2,
     )

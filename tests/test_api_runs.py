@@ -131,10 +131,15 @@ class TestFailuresAndGates:
     def test_worse_candidate_is_rejected_and_production_kept(
         self, client: Any, tmp_path: Path
     ) -> None:
-        create(client, tmp_path, evaluation={"metric": "accuracy", "min_score": 0.0})
+        evaluation = {"metric": "accuracy", "min_score": 0.0}
+        create(client, tmp_path, evaluation=evaluation)
         first = wait_for_run(client, trigger(client)["id"])
         assert first["status"] == "completed"
-        write_csv(tmp_path / "data" / "customers.csv", churn_frame(shuffle_labels=True))
+        # A model that ignores the features: clearly worse on the very same holdout.
+        worse = {"estimator": "sklearn.dummy.DummyClassifier", "params": {}}
+        client.put(
+            f"{API}/pipelines/{NAME}", json=pipeline_spec(model=worse, evaluation=evaluation)
+        )
         run = wait_for_run(client, trigger(client)["id"])
         assert run["status"] == "rejected", run
         assert run["error"].startswith("Evaluation gate: candidate accuracy")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -56,17 +57,7 @@ def fire(*, session: Session, pipeline: Pipeline, fire: Fire, dispatch: Dispatch
     if fire.key is not None and (existing := _by_key(session, pipeline, fire.key)):
         return existing
     slot = _free_slot(session, pipeline)
-    run = Run(
-        pipeline_id=pipeline.id,
-        status=t.QUEUED,
-        trigger_kind=fire.kind,
-        trigger_reason=fire.reason,
-        fire_key=fire.key,
-        slot=slot,
-        actor=fire.actor,
-        metrics={},
-        steps=[RunStep(position=i, name=name) for i, name in enumerate(STEPS)],
-    )
+    run = queued_run(pipeline.id, slot, fire)
     try:
         with session.begin_nested():
             session.add(run)
@@ -78,6 +69,31 @@ def fire(*, session: Session, pipeline: Pipeline, fire: Fire, dispatch: Dispatch
     if slot == "active":
         after_commit(session, lambda: dispatch(run.id))
     return run
+
+
+def queued_run(pipeline_id: int, slot: str, fire: Fire, **extra: Any) -> Run:
+    """A new queued run with its five pending steps (not yet added to a session)."""
+    return Run(
+        pipeline_id=pipeline_id,
+        status=t.QUEUED,
+        trigger_kind=fire.kind,
+        trigger_reason=fire.reason,
+        fire_key=fire.key,
+        slot=slot,
+        actor=fire.actor,
+        metrics={},
+        steps=[RunStep(position=i, name=name) for i, name in enumerate(STEPS)],
+        **extra,
+    )
+
+
+def held_slots(session: Session, pipeline_id: int) -> set[str]:
+    """The concurrency slots ('active', 'waiting') the pipeline's runs hold now."""
+    return set(
+        session.scalars(
+            select(Run.slot).where(Run.pipeline_id == pipeline_id, Run.slot.is_not(None))
+        )
+    )
 
 
 def cancel(*, session: Session, run: Run, dispatch: Dispatch) -> Run:
@@ -132,11 +148,7 @@ def _by_key(session: Session, pipeline: Pipeline, key: str) -> Run | None:
 
 
 def _free_slot(session: Session, pipeline: Pipeline) -> str:
-    held = set(
-        session.scalars(
-            select(Run.slot).where(Run.pipeline_id == pipeline.id, Run.slot.is_not(None))
-        )
-    )
+    held = held_slots(session, pipeline.id)
     if "active" not in held:
         return "active"
     if spec_of(pipeline).concurrency == "queue" and "waiting" not in held:

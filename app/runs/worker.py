@@ -19,10 +19,11 @@ from app.core.errors import DomainError
 from app.core.time import utcnow
 from app.pipelines.models import Pipeline
 from app.pipelines.spec import PipelineSpec
+from app.runs import service as runs
 from app.runs import transitions as t
 from app.runs.env import WorkerEnv
 from app.runs.models import Run, RunStep
-from app.runs.outcomes import AwaitApproval, Failed, Rejected, StepOutcome, Stopped
+from app.runs.outcomes import AwaitApproval, Rejected, StepOutcome, Stopped
 from app.runs.steps import STEPS, RunState, estimator_kind
 from app.training.errors import EvaluationError, TrainingError
 
@@ -188,34 +189,20 @@ def schedule_retry(session: Session, failed: Run, spec: PipelineSpec) -> Run | N
     """A new attempt of a failed run, if attempts are left and a slot is free."""
     if failed.attempt >= spec.retries.max_attempts:
         return None
-    slot = _free_slot(session, failed.pipeline_id)
+    held = runs.held_slots(session, failed.pipeline_id)
+    slot = next((slot for slot in ("active", "waiting") if slot not in held), None)
     if slot is None:
         return None
     delay = spec.retries.backoff_s * (2 ** (failed.attempt - 1))
-    retry = Run(
-        pipeline_id=failed.pipeline_id,
-        status=t.QUEUED,
-        trigger_kind=failed.trigger_kind,
-        trigger_reason=failed.trigger_reason,
-        slot=slot,
+    fire = runs.Fire(kind=failed.trigger_kind, reason=failed.trigger_reason, actor=failed.actor)
+    retry = runs.queued_run(
+        failed.pipeline_id,
+        slot,
+        fire,
         attempt=failed.attempt + 1,
         retry_of_id=failed.retry_of_id or failed.id,
-        actor=failed.actor,
         not_before=utcnow() + timedelta(seconds=delay),
-        metrics={},
-        steps=[RunStep(position=i, name=name) for i, (name, _) in enumerate(STEPS)],
     )
     session.add(retry)
     session.flush()
     return retry
-
-
-def _free_slot(session: Session, pipeline_id: int) -> str | None:
-    held = {
-        run.slot
-        for run in session.query(Run).filter(Run.pipeline_id == pipeline_id, Run.slot.is_not(None))
-    }
-    return next((slot for slot in ("active", "waiting") if slot not in held), None)
-
-
-__all__ = ["Failed", "execute", "schedule_retry"]

@@ -11,7 +11,6 @@ import logging
 from collections.abc import Callable
 
 from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_RUNNING
 
@@ -19,21 +18,9 @@ log = logging.getLogger(__name__)
 RUNS_POOL = "runs"
 
 
-class _KeepingJobStore(MemoryJobStore):  # type: ignore[misc]
-    """A memory job store that keeps its jobs at shutdown.
-
-    APScheduler's loop may still be removing a just-fired job while `shutdown()` empties the
-    store, which raises in its thread; the jobs are garbage once the clock stops anyway.
-    """
-
-    def shutdown(self) -> None:
-        return None
-
-
 class Clock:
     def __init__(self, *, workers: int) -> None:
         self.scheduler = BackgroundScheduler(
-            jobstores={"default": _KeepingJobStore()},
             executors={
                 "default": ThreadPoolExecutor(2),
                 RUNS_POOL: ThreadPoolExecutor(workers),
@@ -53,6 +40,11 @@ class Clock:
         """Stop firing, then stop; runs still queued are picked up by the next start."""
         if self.scheduler.running:
             self.scheduler.pause()
+            # APScheduler marks itself stopped before taking its job store lock, so a pass of
+            # its loop still in flight would fail removing a fired job; wait that pass out.
+            # Its final pass after shutdown then finds the (emptied) store has nothing due.
+            with self.scheduler._jobstores_lock:
+                pass
             self.scheduler.shutdown(wait=wait)
 
     def every(self, seconds: float, job_id: str, func: Callable[[], None]) -> None:
