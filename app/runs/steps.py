@@ -116,8 +116,8 @@ def deploy(state: RunState, env: WorkerEnv) -> str:
         fence=state.finalize,
     )
     _serve_trained_model(state, env)
-    from_text = f"version {result.from_version}" if result.from_version else "no model"
-    return f"version {state.version} promoted to production (was {from_text})"
+    before = f"version {result.from_version}" if result.from_version else "none"
+    return f"version {state.version} promoted to production; previous production: {before}"
 
 
 STEPS: tuple[tuple[str, Callable[[RunState, WorkerEnv], str]], ...] = (
