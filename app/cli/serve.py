@@ -46,6 +46,8 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool) -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # APScheduler logs every job it runs at INFO; runs have their own records.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     upgrade_database(settings)
     if demo:
         load_demo(settings)

@@ -104,10 +104,11 @@ def cancel(*, session: Session, run: Run, dispatch: Dispatch) -> Run:
         return run
     if run.status not in (t.QUEUED, t.AWAITING_APPROVAL):
         raise Conflict(f"Run {run.id} is already {run.status}; nothing to cancel")
-    promoted = t.transition(session, run, t.CANCELLED, error="Cancelled before it started")
-    if run.status == t.CANCELLED:
-        for step in run.steps:
-            step.status = "cancelled" if step.status == "pending" else step.status
+    why = "Cancelled before it started" if run.status == t.QUEUED else "Cancelled before approval"
+    promoted = t.transition(session, run, t.CANCELLED, error=why)
+    for step in run.steps:
+        if step.status == "pending":
+            step.status = "cancelled"
     if promoted is not None:
         after_commit(session, lambda: dispatch(promoted))
     session.flush()
