@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,11 +26,12 @@ from app.runs.env import WorkerEnv
 from app.runs.models import Run
 from app.runs.outcomes import AwaitApproval, Failed, Rejected
 from app.training.evaluation import gate, score
-from app.training.fingerprint import fingerprint
+from app.training.fingerprint import DataFingerprint, fingerprint
 from app.training.trainer import Holdout, TrainedModel, feature_columns, split_holdout, train
 from app.training.validation import check_data
 
 log = logging.getLogger(__name__)
+_BACKGROUND = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mlops-fingerprint")
 
 
 @dataclass
@@ -41,12 +43,13 @@ class RunState:
     pipeline_name: str
     spec: PipelineSpec
     kind: EstimatorKind
-    finalize: Callable[[Session], None]
+    finalize: Callable[[Session, str], None]
     frame: pd.DataFrame | None = None
     holdout: Holdout | None = None
     trained: TrainedModel | None = None
     version: int | None = None
     sha256: str | None = None
+    fingerprint: Future[DataFingerprint] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -56,6 +59,8 @@ def load_data(state: RunState, env: WorkerEnv) -> str:
             state.spec.source, pipeline_id=state.pipeline_id, session=session, settings=env.settings
         )
     state.frame = frame
+    # Hashing a large frame takes tens of ms; it overlaps with validation and training.
+    state.fingerprint = _BACKGROUND.submit(fingerprint, frame)
     where = describe_source(state.spec.source)
     return f"{len(frame)} rows x {len(frame.columns)} columns from {where}"
 
@@ -108,16 +113,17 @@ def deploy(state: RunState, env: WorkerEnv) -> str:
         evidence={"run_id": state.run_id, **state.metrics},
         public_url=env.settings.public_url,
     )
-    result = promotion.promote(
+    detail = f"version {state.version} promoted to production"
+    # The run completes in the promotion's own transaction (see worker._fence), with this detail.
+    promotion.promote(
         env.factory,
         name=state.pipeline_name,
         version=state.version,
         request=request,
-        fence=state.finalize,
+        fence=lambda session: state.finalize(session, detail),
     )
     _serve_trained_model(state, env)
-    before = f"version {result.from_version}" if result.from_version else "none"
-    return f"version {state.version} promoted to production; previous production: {before}"
+    return detail
 
 
 STEPS: tuple[tuple[str, Callable[[RunState, WorkerEnv], str]], ...] = (
@@ -132,6 +138,13 @@ STEPS: tuple[tuple[str, Callable[[RunState, WorkerEnv], str]], ...] = (
 def estimator_kind(spec: PipelineSpec, env: WorkerEnv) -> EstimatorKind:
     """Classifier or regressor, from the allow-listed estimator class."""
     return resolve_estimator(spec.model.estimator, env.settings.allowed_estimators).kind
+
+
+def _fingerprint_of(state: RunState) -> DataFingerprint:
+    assert state.frame is not None
+    if state.fingerprint is None:
+        return fingerprint(state.frame)
+    return state.fingerprint.result()
 
 
 def _serve_trained_model(state: RunState, env: WorkerEnv) -> None:
@@ -185,7 +198,7 @@ def _register_version(state: RunState, env: WorkerEnv) -> None:
                 "estimator": state.spec.model.estimator,
                 "metrics": state.metrics,
                 "params": state.trained.params,
-                "data_fingerprint": dict(fingerprint(state.frame)),
+                "data_fingerprint": dict(_fingerprint_of(state)),
                 "features": feature_columns(state.spec, state.frame),
             },
         )

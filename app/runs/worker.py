@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, lazyload
 
 from app.core.db import after_commit, unit_of_work
 from app.core.errors import DomainError
@@ -45,12 +46,11 @@ def execute(run_id: int, env: WorkerEnv) -> None:
     if state is None:
         return
     step_name = STEPS[0][0]
+    finished: tuple[str, str] | None = None
     try:
         for step_name, step in STEPS:
-            _boundary(state, env, step_name)
-            _step_started(state, env, step_name)
-            detail = step(state, env)
-            _step_ended(env, state.run_id, step_name, "completed", detail)
+            _advance(state, env, finished, step_name)
+            finished = (step_name, step(state, env))
         ending = Ending(t.COMPLETED, None, "completed", None)
     except EXPECTED as exc:
         ending = _ending_for(exc)
@@ -100,37 +100,42 @@ def _claim(run_id: int, env: WorkerEnv) -> RunState | None:
 
 def _owned_run(session: Session, run_id: int, env: WorkerEnv) -> Run:
     """The run, locked, if this worker still owns it; Stopped otherwise."""
-    run = session.get(Run, run_id, with_for_update=True)
+    run = session.get(Run, run_id, with_for_update=True, options=[lazyload(Run.steps)])
     if run is None or run.status != t.RUNNING or run.owner != env.owner:
         raise Stopped(t.FAILED, "Worker lost its lease on the run; another process took over")
     return run
 
 
-def _boundary(state: RunState, env: WorkerEnv, step_name: str) -> None:
+def _advance(
+    state: RunState, env: WorkerEnv, finished: tuple[str, str] | None, next_step: str
+) -> None:
+    """One transaction per step boundary: record the step that ended, renew the lease, and
+    start the next step unless the run was cancelled or ran out of time."""
     with unit_of_work(env.factory) as session:
         run = _owned_run(session, state.run_id, env)
-        run.heartbeat_at = utcnow()
-        if run.cancel_requested:
-            raise Stopped(t.CANCELLED, f"Cancelled before step {step_name}")
-        assert run.started_at is not None
-        elapsed = (utcnow() - run.started_at).total_seconds()
-        if elapsed > state.spec.timeout_s:
-            raise Stopped(
-                t.FAILED,
-                f"Timed out: the run took {elapsed:.1f} s, over timeout_s "
-                f"{state.spec.timeout_s:g} (stopped before step {step_name})",
-            )
+        now = run.heartbeat_at = utcnow()
+        if finished is not None:
+            _end_step(session, run.id, finished[0], "completed", finished[1])
+        stop = _stop_reason(run, state, next_step)
+        if stop is None:
+            step = _step(session, run.id, next_step)
+            step.status, step.started_at = "running", now
+    if stop is not None:
+        raise stop
 
 
-def _step_started(state: RunState, env: WorkerEnv, name: str) -> None:
-    with unit_of_work(env.factory) as session:
-        step = _step(session, state.run_id, name)
-        step.status, step.started_at = "running", utcnow()
-
-
-def _step_ended(env: WorkerEnv, run_id: int, name: str, status: str, detail: str | None) -> None:
-    with unit_of_work(env.factory) as session:
-        _end_step(session, run_id, name, status, detail)
+def _stop_reason(run: Run, state: RunState, next_step: str) -> Stopped | None:
+    if run.cancel_requested:
+        return Stopped(t.CANCELLED, f"Cancelled before step {next_step}")
+    assert run.started_at is not None
+    elapsed = (utcnow() - run.started_at).total_seconds()
+    if elapsed <= state.spec.timeout_s:
+        return None
+    return Stopped(
+        t.FAILED,
+        f"Timed out: the run took {elapsed:.1f} s, over timeout_s "
+        f"{state.spec.timeout_s:g} (stopped before step {next_step})",
+    )
 
 
 def _end_step(session: Session, run_id: int, name: str, status: str, detail: str | None) -> None:
@@ -141,19 +146,19 @@ def _end_step(session: Session, run_id: int, name: str, status: str, detail: str
 
 
 def _step(session: Session, run_id: int, name: str) -> RunStep:
-    run = session.get(Run, run_id)
-    assert run is not None
-    return next(s for s in run.steps if s.name == name)
+    return session.scalars(
+        select(RunStep).where(RunStep.run_id == run_id, RunStep.name == name)
+    ).one()
 
 
-def _fence(run_id: int, env: WorkerEnv) -> Callable[[Session], None]:
+def _fence(run_id: int, env: WorkerEnv) -> Callable[[Session, str], None]:
     """Called inside the promotion's transaction: the run completes in the same commit."""
 
-    def finalize(session: Session) -> None:
+    def finalize(session: Session, detail: str) -> None:
         run = _owned_run(session, run_id, env)
         if run.cancel_requested:
             raise Stopped(t.CANCELLED, "Cancelled before the promotion")
-        _end_step(session, run_id, "deploy", "completed", "promoted to production")
+        _end_step(session, run_id, "deploy", "completed", detail)
         promoted = t.transition(session, run, t.COMPLETED)
         _after_settle(session, env, promoted)
 
