@@ -116,22 +116,13 @@ async def predict(name: str, body: PredictRequest, services: ServicesDep) -> Pre
 
 
 def _production_model(services: Services, name: str) -> LoadedModel:
+    # A short transaction: the model is loaded (once) and used with no transaction open.
     with unit_of_work(services.factory) as session:
         pipeline = pipelines.get(session=session, name=name)
-        current = service.production(session=session, pipeline_id=pipeline.id)
-        if current is None:
-            raise NotFound(f"Pipeline {name} has no production model yet")
-        key = (
-            pipeline.id,
-            current.version,
-            current.sha256,
-            current.artifact_uri,
-            list(current.features),
-        )
-    pipeline_id, version, sha, uri, features = key
-    return services.models.get(
-        pipeline_id=pipeline_id, version=version, sha256=sha, uri=uri, features=features
-    )
+        ref = service.production_ref(session=session, pipeline_id=pipeline.id)
+    if ref is None:
+        raise NotFound(f"Pipeline {name} has no production model yet")
+    return services.models.get(ref)
 
 
 def _predict(loaded: LoadedModel, instances: list[dict[str, Any]]) -> list[Any]:

@@ -11,6 +11,7 @@ from app.core.errors import NotFound
 from app.pipelines.models import Pipeline
 from app.registry.artifacts import StoredArtifact
 from app.registry.models import ModelVersion, Promotion
+from app.registry.serving import ModelRef
 
 CANDIDATE = "candidate"
 PRODUCTION = "production"
@@ -83,6 +84,15 @@ def production(*, session: Session, pipeline_id: int) -> ModelVersion | None:
             ModelVersion.pipeline_id == pipeline_id, ModelVersion.stage == PRODUCTION
         )
     ).one_or_none()
+
+
+def production_ref(*, session: Session, pipeline_id: int) -> ModelRef | None:
+    """How to load the production version, if there is one."""
+    row = production(session=session, pipeline_id=pipeline_id)
+    if row is None:
+        return None
+    features = [str(f) for f in row.features]
+    return ModelRef(pipeline_id, row.version, row.sha256, row.artifact_uri, features)
 
 
 def ledger(*, session: Session, pipeline: Pipeline) -> list[Promotion]:

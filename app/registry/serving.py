@@ -10,6 +10,17 @@ from app.registry.artifacts import LocalArtifactStore
 
 
 @dataclass(frozen=True)
+class ModelRef:
+    """What it takes to load one version: where it is and what it must hash to."""
+
+    pipeline_id: int
+    version: int
+    sha256: str
+    uri: str
+    features: list[str]
+
+
+@dataclass(frozen=True)
 class LoadedModel:
     pipeline_id: int
     version: int
@@ -26,19 +37,17 @@ class ModelCache:
         self._models: dict[int, LoadedModel] = {}
         self._lock = threading.Lock()
 
-    def get(
-        self, *, pipeline_id: int, version: int, sha256: str, uri: str, features: list[str]
-    ) -> LoadedModel:
+    def get(self, ref: ModelRef) -> LoadedModel:
         """The loaded model for this production version, loading it on first use."""
-        current = self._models.get(pipeline_id)
-        if current is not None and current.version == version and current.sha256 == sha256:
+        current = self._models.get(ref.pipeline_id)
+        if current is not None and (current.version, current.sha256) == (ref.version, ref.sha256):
             return current
         with self._lock:
-            current = self._models.get(pipeline_id)
-            if current is None or current.version != version or current.sha256 != sha256:
-                model = self._store.load(uri, sha256)
-                current = LoadedModel(pipeline_id, version, sha256, features, model)
-                self._models[pipeline_id] = current
+            current = self._models.get(ref.pipeline_id)
+            if current is None or (current.version, current.sha256) != (ref.version, ref.sha256):
+                model = self._store.load(ref.uri, ref.sha256)
+                current = LoadedModel(ref.pipeline_id, ref.version, ref.sha256, ref.features, model)
+                self._models[ref.pipeline_id] = current
         return current
 
     def put(self, loaded: LoadedModel) -> None:

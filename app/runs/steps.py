@@ -160,17 +160,13 @@ def _serve_trained_model(state: RunState, env: WorkerEnv) -> None:
 def _production_score(state: RunState, env: WorkerEnv) -> tuple[float | None, str | None]:
     assert state.holdout is not None
     with unit_of_work(env.factory) as session:
-        current = registry.production(session=session, pipeline_id=state.pipeline_id)
-        if current is None:
-            return None, None
-        uri, sha, version = current.artifact_uri, current.sha256, current.version
-        features = list(current.features)
-    h = state.holdout
+        ref = registry.production_ref(session=session, pipeline_id=state.pipeline_id)
+    if ref is None:
+        return None, None
+    version, h = ref.version, state.holdout
     try:
         # The serving cache: production is verified and loaded once, not per run.
-        loaded = env.models.get(
-            pipeline_id=state.pipeline_id, version=version, sha256=sha, uri=uri, features=features
-        )
+        loaded = env.models.get(ref)
         value = score(loaded.model, h.X_test, h.y_test, state.spec.evaluation.metric, state.kind)
     except Exception as exc:
         # A production model that cannot score the new holdout (its columns changed, say)
