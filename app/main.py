@@ -14,6 +14,7 @@ from app.core.problems import install_problem_handlers
 from app.core.settings import Settings, get_settings
 from app.deps import Services
 from app.executors.thread import ThreadExecutor
+from app.monitoring.router import router as monitoring_router
 from app.ops.docs import install_docs
 from app.ops.router import router as ops_router
 from app.pipelines.router import router as pipelines_router
@@ -24,6 +25,7 @@ from app.runs import recovery, worker
 from app.runs.env import WorkerEnv
 from app.runs.router import router as runs_router
 from app.scheduler.clock import Clock
+from app.webhooks.router import router as webhooks_router
 
 log = logging.getLogger(__name__)
 API = "/api/v1"
@@ -88,4 +90,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pipelines_router, prefix=API)
     app.include_router(runs_router, prefix=API)
     app.include_router(registry_router, prefix=API)
+    app.include_router(monitoring_router, prefix=API)
+    app.include_router(webhooks_router, prefix=API)
     return app

@@ -2,8 +2,20 @@
 
 from app.core.db import Base
 from app.datasources.models import DataBatch
+from app.monitoring.models import MetricObservation
 from app.pipelines.models import Pipeline
 from app.registry.models import ModelVersion, Promotion
 from app.runs.models import Run, RunStep
+from app.webhooks.models import WebhookDelivery
 
-__all__ = ["Base", "DataBatch", "ModelVersion", "Pipeline", "Promotion", "Run", "RunStep"]
+__all__ = [
+    "Base",
+    "DataBatch",
+    "MetricObservation",
+    "ModelVersion",
+    "Pipeline",
+    "Promotion",
+    "Run",
+    "RunStep",
+    "WebhookDelivery",
+]

@@ -19,6 +19,11 @@ class Pipeline(Base):
     paused: Mapped[bool] = mapped_column(default=False)
     # HMAC needs the secret itself, so it is kept (never returned after creation).
     webhook_secret: Mapped[str] = mapped_column(String(128))
+    # After a rotation the old secret keeps working until this time (a grace period).
+    previous_webhook_secret: Mapped[str | None] = mapped_column(String(128))
+    previous_secret_expires_at: Mapped[datetime | None]
+    # Time triggers count ticks from here: creation, a schedule change, or resume.
+    schedule_anchor_at: Mapped[datetime] = mapped_column(default=utcnow)
     # Bumped on every change, so schedulers in other processes can notice cheaply.
     generation: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -119,8 +120,17 @@ class Deployment(SpecModel):
 
 class CronTrigger(SpecModel):
     kind: Literal["cron"]
-    schedule: str = Field(min_length=1)
-    timezone: str = "UTC"
+    schedule: str = Field(min_length=1, description="crontab(5): minute hour day month weekday")
+    timezone: str = Field(default="UTC", description="IANA time zone, e.g. Europe/Paris")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
 
 
 class IntervalTrigger(SpecModel):
@@ -134,7 +144,10 @@ class MetricTrigger(SpecModel):
     operator: Literal["<", "<=", ">", ">="]
     threshold: float
     aggregate: Literal["mean", "min", "max", "last"] = "mean"
-    window: int = Field(default=50, ge=1)
+    window: int = Field(default=50, ge=1, le=100_000, description="last N observations")
+    window_s: float | None = Field(
+        default=None, gt=0, description="or: observations of the last window_s seconds"
+    )
     min_observations: int = Field(default=1, ge=1)
     cooldown_s: float = Field(default=0, ge=0)
 
@@ -149,6 +162,7 @@ class DriftTrigger(SpecModel):
     method: Literal["psi", "ks"] = "psi"
     threshold: float = Field(gt=0)
     min_rows: int = Field(default=500, ge=1)
+    cooldown_s: float = Field(default=0, ge=0)
 
 
 Trigger = Annotated[
@@ -176,6 +190,18 @@ class PipelineSpec(SpecModel):
     deployment: Deployment = Field(default_factory=Deployment)
     triggers: list[Trigger] = Field(default_factory=list, max_length=MAX_TRIGGERS)
     concurrency: Literal["skip", "queue"] = "skip"
+    misfire: Literal["run_once", "skip"] = Field(
+        default="run_once",
+        description="Ticks missed while the service was down: one coalesced run, or none",
+    )
+    misfire_grace_s: float = Field(
+        default=3600,
+        ge=0,
+        description="run_once only fires if the newest missed tick is this recent",
+    )
+    max_runs_per_day: int | None = Field(
+        default=None, ge=1, description="Retrain budget: automatic fires in any 24 h window"
+    )
     retries: Retries = Field(default_factory=Retries)
     timeout_s: float = Field(default=3600, gt=0)
 

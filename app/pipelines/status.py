@@ -14,8 +14,12 @@ from app.runs.models import Run
 
 def status_of(*, session: Session, pipeline: Pipeline) -> PipelineStatus:
     """Status is the newest run's status, or 'paused', or 'never_run'."""
+    # Skipped fires are history, not a state the pipeline is in.
     newest = session.scalars(
-        select(Run).where(Run.pipeline_id == pipeline.id).order_by(Run.id.desc()).limit(1)
+        select(Run)
+        .where(Run.pipeline_id == pipeline.id, Run.status != "skipped")
+        .order_by(Run.id.desc())
+        .limit(1)
     ).first()
     production = registry.production(session=session, pipeline_id=pipeline.id)
     if pipeline.paused:

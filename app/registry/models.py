@@ -38,6 +38,8 @@ class ModelVersion(Base):
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     data_fingerprint: Mapped[dict[str, Any]] = mapped_column(default=dict)
     features: Mapped[list[Any]] = mapped_column(default=list)
+    # Per-feature distribution of the training data, the reference for drift checks.
+    reference: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     promoted_at: Mapped[datetime | None]
 

@@ -33,6 +33,8 @@ class Run(Base):
     actor: Mapped[str] = mapped_column(String(128), default="system")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     not_before: Mapped[datetime | None]
+    # The tick a time trigger fired for (cron or interval); None for other triggers.
+    scheduled_for: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     owner: Mapped[str | None] = mapped_column(String(255))

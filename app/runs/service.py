@@ -54,7 +54,7 @@ def list_page(
 
 def fire(*, session: Session, pipeline: Pipeline, fire: Fire, dispatch: Dispatch) -> Run:
     """Insert a queued run once per fire key, honouring the pipeline's concurrency policy."""
-    if fire.key is not None and (existing := _by_key(session, pipeline, fire.key)):
+    if fire.key is not None and (existing := by_fire_key(session, pipeline, fire.key)):
         return existing
     slot = _free_slot(session, pipeline)
     run = queued_run(pipeline.id, slot, fire)
@@ -63,7 +63,7 @@ def fire(*, session: Session, pipeline: Pipeline, fire: Fire, dispatch: Dispatch
             session.add(run)
     except IntegrityError:
         # Lost a race: the same fire key, or the slot, was taken by a concurrent insert.
-        if fire.key is not None and (existing := _by_key(session, pipeline, fire.key)):
+        if fire.key is not None and (existing := by_fire_key(session, pipeline, fire.key)):
             return existing
         raise _busy(session, pipeline) from None
     if slot == "active":
@@ -71,7 +71,7 @@ def fire(*, session: Session, pipeline: Pipeline, fire: Fire, dispatch: Dispatch
     return run
 
 
-def queued_run(pipeline_id: int, slot: str, fire: Fire, **extra: Any) -> Run:
+def queued_run(pipeline_id: int, slot: str | None, fire: Fire, **extra: Any) -> Run:
     """A new queued run with its five pending steps (not yet added to a session)."""
     return Run(
         pipeline_id=pipeline_id,
@@ -142,7 +142,8 @@ def to_read(run: Run, pipeline_name: str) -> RunRead:
     )
 
 
-def _by_key(session: Session, pipeline: Pipeline, key: str) -> Run | None:
+def by_fire_key(session: Session, pipeline: Pipeline, key: str) -> Run | None:
+    """The run already inserted for this fire key, if any."""
     return session.scalars(
         select(Run).where(Run.pipeline_id == pipeline.id, Run.fire_key == key)
     ).one_or_none()

@@ -18,6 +18,8 @@ FAILED: Final = "failed"
 REJECTED: Final = "rejected"
 AWAITING_APPROVAL: Final = "awaiting_approval"
 CANCELLED: Final = "cancelled"
+# A fire that was recorded but not run (misfire policy, concurrency, budget); never executes.
+SKIPPED: Final = "skipped"
 
 ALLOWED: Final[dict[str, frozenset[str]]] = {
     QUEUED: frozenset({RUNNING, CANCELLED, FAILED}),
@@ -28,6 +30,7 @@ ALLOWED: Final[dict[str, frozenset[str]]] = {
     FAILED: frozenset(),
     REJECTED: frozenset(),
     CANCELLED: frozenset(),
+    SKIPPED: frozenset(),
 }
 ACTIVE: Final = frozenset({QUEUED, RUNNING})
 TERMINAL: Final = frozenset(s for s, targets in ALLOWED.items() if not targets)
