@@ -33,7 +33,9 @@ class Run(Base):
     actor: Mapped[str] = mapped_column(String(128), default="system")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     not_before: Mapped[datetime | None]
-    # The tick a time trigger fired for (cron or interval); None for other triggers.
+    # Which of the spec's triggers fired it (app.triggers.identity.trigger_id), and for time
+    # triggers the tick it fired for; None for manual runs.
+    trigger_id: Mapped[str | None] = mapped_column(String(16))
     scheduled_for: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

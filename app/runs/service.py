@@ -30,6 +30,7 @@ class Fire:
     reason: str
     key: str | None = None
     actor: str = "system"
+    trigger_id: str | None = None
 
 
 def get(*, session: Session, run_id: int) -> Run:
@@ -79,6 +80,7 @@ def queued_run(pipeline_id: int, slot: str | None, fire: Fire, **extra: Any) -> 
         trigger_kind=fire.kind,
         trigger_reason=fire.reason,
         fire_key=fire.key,
+        trigger_id=fire.trigger_id,
         slot=slot,
         actor=fire.actor,
         metrics={},

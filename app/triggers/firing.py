@@ -9,6 +9,7 @@ policy turns down is still recorded, as a `skipped` run saying why.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -22,6 +23,7 @@ from app.pipelines.service import spec_of
 from app.runs import service as runs
 from app.runs import transitions as t
 from app.runs.models import Run
+from app.triggers.identity import trigger_id_of_key
 
 
 def fire_automatic(
@@ -34,6 +36,8 @@ def fire_automatic(
 ) -> Run | None:
     """Insert the run for this fire once; None when the pipeline is paused."""
     assert fire.key is not None, "automatic fires are keyed"
+    if fire.trigger_id is None:
+        fire = replace(fire, trigger_id=trigger_id_of_key(fire.key))
     session.refresh(pipeline, with_for_update=True)
     if existing := runs.by_fire_key(session, pipeline, fire.key):
         return existing

@@ -31,6 +31,12 @@ def event_key(trigger: Trigger, event_id: int | str) -> str:
     return f"{trigger.kind}:{trigger_id(trigger)}:{event_id}"
 
 
+def trigger_id_of_key(key: str) -> str | None:
+    """The trigger id inside a fire key built by schedule_key or event_key."""
+    parts = key.split(":", 2)
+    return parts[1] if len(parts) == 3 else None
+
+
 def triggers_of(spec: PipelineSpec, kind: str) -> list[Trigger]:
     """The spec's triggers of one kind."""
     return [trigger for trigger in spec.triggers if trigger.kind == kind]
