@@ -35,11 +35,12 @@ def fire_automatic(
     scheduled_for: datetime | None = None,
 ) -> Run | None:
     """Insert the run for this fire once; None when the pipeline is paused."""
-    assert fire.key is not None, "automatic fires are keyed"
+    key = fire.key
+    assert key is not None, "automatic fires are keyed"
     if fire.trigger_id is None:
-        fire = replace(fire, trigger_id=trigger_id_of_key(fire.key))
+        fire = replace(fire, trigger_id=trigger_id_of_key(key))
     session.refresh(pipeline, with_for_update=True)
-    if existing := runs.by_fire_key(session, pipeline, fire.key):
+    if existing := runs.by_fire_key(session, pipeline, key):
         return existing
     if pipeline.paused:
         return None
