@@ -17,6 +17,7 @@ from app.registry.artifacts import LocalArtifactStore
 from app.registry.serving import ModelCache
 from app.runs.env import WorkerEnv
 from app.scheduler.clock import Clock
+from app.scheduler.service import TimeScheduler
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ class Services:
     artifacts: LocalArtifactStore
     models: ModelCache
     env: WorkerEnv
+    scheduler: TimeScheduler
 
 
 def get_services(request: Request) -> Services:

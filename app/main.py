@@ -25,6 +25,7 @@ from app.runs import recovery, worker
 from app.runs.env import WorkerEnv
 from app.runs.router import router as runs_router
 from app.scheduler.clock import Clock
+from app.scheduler.service import TimeScheduler
 from app.webhooks.router import router as webhooks_router
 
 log = logging.getLogger(__name__)
@@ -42,13 +43,15 @@ def build_services(settings: Settings) -> Services:
     models = ModelCache(artifacts)
     env = WorkerEnv(factory, settings, artifacts, executor, recovery.owner_id(), models)
     executor.bind(lambda run_id: worker.execute(run_id, env))
-    return Services(settings, engine, factory, clock, executor, artifacts, models, env)
+    scheduler = TimeScheduler(clock, factory, executor.submit, settings.reconcile_s)
+    return Services(settings, engine, factory, clock, executor, artifacts, models, env, scheduler)
 
 
 def start(services: Services) -> None:
     """Start the clock, recover what a previous process left, schedule housekeeping."""
     services.clock.start()
     recovery.recover_at_start(services.env)
+    services.scheduler.start()
     settings = services.settings
     services.clock.every(
         settings.heartbeat_s, "heartbeat", lambda: recovery.heartbeat(services.env)

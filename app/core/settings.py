@@ -26,8 +26,12 @@ class Settings(BaseSettings):
     http_source_timeout_s: float = 30.0
     http_source_max_bytes: int = 512 * 1024 * 1024
     lease_s: float = Field(default=60.0, gt=0)
+    reconcile_s: float = Field(default=2.0, gt=0)
     heartbeat_s: float = Field(default=10.0, gt=0)
     public_url: str = "http://127.0.0.1:8000"
+    webhook_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
+    # A repeated delivery key within this window gets the first answer; later it is new.
+    webhook_idempotency_s: float = Field(default=86400.0, gt=0)
 
     @field_validator("source_dirs", mode="before")
     @classmethod

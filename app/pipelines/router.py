@@ -4,13 +4,22 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
 
+from app.core.db import after_commit
+from app.core.time import utcnow
 from app.deps import ServicesDep, SessionDep
 from app.pipelines import service
 from app.pipelines.models import Pipeline
 from app.pipelines.parsing import decode_body, parse_spec
-from app.pipelines.schemas import Page, PipelineCreated, PipelineRead, PipelineStatus
+from app.pipelines.schemas import (
+    Page,
+    PipelineCreated,
+    PipelineRead,
+    PipelineStatus,
+    ScheduleRead,
+)
 from app.pipelines.spec import PipelineSpec
 from app.pipelines.status import status_of
+from app.triggers.schedule import next_runs
 
 router = APIRouter(prefix="/pipelines", tags=["pipelines"])
 
@@ -59,6 +68,7 @@ async def create_pipeline(
 ) -> PipelineCreated:
     """Create a pipeline from a JSON or YAML spec; the webhook secret is shown only here."""
     spec = await _spec_from(request, services)
+    after_commit(session, services.scheduler.nudge)
     return _created(service.create(session=session, spec=spec))
 
 
@@ -88,6 +98,7 @@ async def put_pipeline(
 ) -> PipelineCreated | PipelineRead:
     """Create or replace a pipeline (idempotent: `mlops pipeline apply`)."""
     spec = await _spec_from(request, services)
+    after_commit(session, services.scheduler.nudge)
     existing = service.find(session=session, name=name)
     if existing is None:
         spec_name_must_match(name, spec)
@@ -105,23 +116,46 @@ def spec_name_must_match(name: str, spec: PipelineSpec) -> None:
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_pipeline(name: str, session: SessionDep) -> None:
+def delete_pipeline(name: str, session: SessionDep, services: ServicesDep) -> None:
     """Delete a pipeline with its runs, versions and ledger (refused while a run is active)."""
+    after_commit(session, services.scheduler.nudge)
     service.delete(session=session, pipeline=service.get(session=session, name=name))
 
 
 @router.post("/{name}/pause")
-def pause_pipeline(name: str, session: SessionDep) -> PipelineRead:
+def pause_pipeline(name: str, session: SessionDep, services: ServicesDep) -> PipelineRead:
     """Stop the pipeline's triggers from firing."""
+    after_commit(session, services.scheduler.nudge)
     pipeline = service.get(session=session, name=name)
     return _read(service.set_paused(session=session, pipeline=pipeline, paused=True))
 
 
 @router.post("/{name}/resume")
-def resume_pipeline(name: str, session: SessionDep) -> PipelineRead:
+def resume_pipeline(
+    name: str,
+    session: SessionDep,
+    services: ServicesDep,
+    replay: Annotated[bool, Query(description="Apply the misfire policy to paused ticks")] = False,
+) -> PipelineRead:
     """Let the pipeline's triggers fire again (the paused period is not replayed)."""
+    after_commit(session, services.scheduler.nudge)
     pipeline = service.get(session=session, name=name)
-    return _read(service.set_paused(session=session, pipeline=pipeline, paused=False))
+    return _read(
+        service.set_paused(session=session, pipeline=pipeline, paused=False, replay=replay)
+    )
+
+
+@router.get("/{name}/schedule")
+def pipeline_schedule(
+    name: str,
+    session: SessionDep,
+    count: Annotated[int, Query(ge=1, le=100, description="How many fire times")] = 5,
+) -> ScheduleRead:
+    """The next fire times of the pipeline's cron and interval triggers."""
+    pipeline = service.get(session=session, name=name)
+    spec = service.spec_of(pipeline)
+    runs = next_runs(spec, pipeline.schedule_anchor_at, utcnow(), count)
+    return ScheduleRead(next_runs=runs, paused=pipeline.paused)
 
 
 @router.get("/{name}/status")

@@ -40,3 +40,8 @@ class PipelineStatus(BaseModel):
     next_run_at: Timestamp | None
     production_version: int | None
     active_run_id: int | None
+
+
+class ScheduleRead(BaseModel):
+    next_runs: list[Timestamp] = Field(description="Next fire times of the time triggers, UTC")
+    paused: bool = Field(description="While paused, none of these fire")

@@ -12,6 +12,7 @@ from app.core.time import utcnow
 from app.pipelines.models import Pipeline
 from app.pipelines.spec import PipelineSpec
 from app.runs.models import Run
+from app.triggers.identity import trigger_id
 
 
 def get(*, session: Session, name: str) -> Pipeline:
@@ -57,6 +58,9 @@ def replace(*, session: Session, pipeline: Pipeline, spec: PipelineSpec) -> Pipe
         raise InvalidSpec(f"name: {msg}", errors=[field_error("name", msg)])
     new_spec = spec.model_dump(mode="json")
     if new_spec != pipeline.spec:
+        if _time_trigger_ids(spec) != _time_trigger_ids(spec_of(pipeline)):
+            # A changed schedule starts counting now: editing it never fires a run by itself.
+            pipeline.schedule_anchor_at = utcnow()
         pipeline.spec = new_spec
         _touch(pipeline)
     session.flush()
@@ -77,10 +81,18 @@ def delete(*, session: Session, pipeline: Pipeline) -> None:
     session.flush()
 
 
-def set_paused(*, session: Session, pipeline: Pipeline, paused: bool) -> Pipeline:
-    """Pause or resume the pipeline's triggers (manual runs stay possible)."""
+def set_paused(
+    *, session: Session, pipeline: Pipeline, paused: bool, replay: bool = False
+) -> Pipeline:
+    """Pause or resume the pipeline's triggers (manual runs stay possible).
+
+    Resuming does not replay the ticks of the paused period unless `replay` is asked for;
+    then the misfire policy decides what they become.
+    """
     if pipeline.paused != paused:
         pipeline.paused = paused
+        if not paused and not replay:
+            pipeline.schedule_anchor_at = utcnow()
         _touch(pipeline)
         session.flush()
     return pipeline
@@ -89,6 +101,10 @@ def set_paused(*, session: Session, pipeline: Pipeline, paused: bool) -> Pipelin
 def spec_of(pipeline: Pipeline) -> PipelineSpec:
     """The stored spec as a model (it was validated when stored)."""
     return PipelineSpec.model_validate(pipeline.spec)
+
+
+def _time_trigger_ids(spec: PipelineSpec) -> set[str]:
+    return {trigger_id(t) for t in spec.triggers if t.kind in ("cron", "interval")}
 
 
 def _touch(pipeline: Pipeline) -> None:

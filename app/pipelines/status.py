@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.core.time import utcnow
 from app.pipelines.models import Pipeline
 from app.pipelines.schemas import PipelineStatus
+from app.pipelines.service import spec_of
 from app.registry import service as registry
 from app.runs import service as runs
 from app.runs.models import Run
+from app.triggers.schedule import next_runs
 
 
 def status_of(*, session: Session, pipeline: Pipeline) -> PipelineStatus:
@@ -31,7 +36,14 @@ def status_of(*, session: Session, pipeline: Pipeline) -> PipelineStatus:
         status=status,
         last_run_at=(newest.started_at or newest.created_at) if newest else None,
         error=newest.error if newest else None,
-        next_run_at=None,
+        next_run_at=_next_run(pipeline),
         production_version=production.version if production else None,
         active_run_id=runs.active_run_id(session=session, pipeline_id=pipeline.id),
     )
+
+
+def _next_run(pipeline: Pipeline) -> datetime | None:
+    if pipeline.paused:
+        return None
+    upcoming = next_runs(spec_of(pipeline), pipeline.schedule_anchor_at, utcnow(), 1)
+    return upcoming[0] if upcoming else None

@@ -16,6 +16,7 @@ from apscheduler.schedulers.base import STATE_RUNNING
 
 log = logging.getLogger(__name__)
 RUNS_POOL = "runs"
+TICKS_POOL = "ticks"
 
 
 class Clock:
@@ -24,6 +25,9 @@ class Clock:
             executors={
                 "default": ThreadPoolExecutor(2),
                 RUNS_POOL: ThreadPoolExecutor(workers),
+                # Firing a tick is a short insert; its own pool keeps ticks on time while
+                # every run worker is busy training.
+                TICKS_POOL: ThreadPoolExecutor(4),
             },
             job_defaults={"coalesce": True, "max_instances": 1},
             timezone="UTC",

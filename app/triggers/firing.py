@@ -46,10 +46,10 @@ def fire_automatic(
         return None
     refusal = _budget_refusal(session, pipeline) or _busy_refusal(session, pipeline)
     if refusal is not None:
-        return _record(session, skipped(pipeline.id, fire, refusal, scheduled_for))
+        return record(session, skipped(pipeline.id, fire, refusal, scheduled_for))
     slot = "active" if "active" not in runs.held_slots(session, pipeline.id) else "waiting"
     run = runs.queued_run(pipeline.id, slot, fire, scheduled_for=scheduled_for)
-    recorded = _record(session, run)
+    recorded = record(session, run)
     if recorded is run and slot == "active":
         after_commit(session, lambda: dispatch(run.id))
     return recorded
@@ -67,7 +67,8 @@ def skipped(
     return run
 
 
-def _record(session: Session, run: Run) -> Run | None:
+def record(session: Session, run: Run) -> Run | None:
+    """Insert a run unless its fire key exists; the run that stands for the fire."""
     try:
         with session.begin_nested():
             session.add(run)
