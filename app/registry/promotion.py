@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.core.db import SessionFactory, unit_of_work
 from app.core.errors import Conflict
+from app.core.faults import crash_point
 from app.core.time import utcnow
 from app.pipelines import service as pipelines
 from app.pipelines.models import Pipeline
@@ -81,7 +82,9 @@ def _execute(
         if fence is not None:
             fence(session)
         row = _switch(session, plan, request, detail)
-        return PromotionRead.model_validate(row)
+        read = PromotionRead.model_validate(row)
+        crash_point("before_promotion_commit")
+    return read
 
 
 def _plan(

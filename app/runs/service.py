@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.core.db import after_commit
 from app.core.errors import Conflict, NotFound
+from app.core.faults import crash_point
 from app.pipelines.models import Pipeline
 from app.pipelines.service import spec_of
 from app.runs import transitions as t
@@ -67,6 +68,7 @@ def fire(*, session: Session, pipeline: Pipeline, fire: Fire, dispatch: Dispatch
         if fire.key is not None and (existing := by_fire_key(session, pipeline, fire.key)):
             return existing
         raise _busy(session, pipeline) from None
+    after_commit(session, lambda: crash_point("after_run_insert"))
     if slot == "active":
         after_commit(session, lambda: dispatch(run.id))
     return run

@@ -16,6 +16,7 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from app.core.db import unit_of_work
+from app.core.faults import crash_point
 from app.datasources.service import describe_source, load_frame
 from app.pipelines.estimators import EstimatorKind, resolve_estimator
 from app.pipelines.spec import PipelineSpec
@@ -27,6 +28,7 @@ from app.runs.models import Run
 from app.runs.outcomes import AwaitApproval, Failed, Rejected
 from app.training.evaluation import gate, score
 from app.training.fingerprint import DataFingerprint, fingerprint
+from app.training.reference import reference_profile
 from app.training.trainer import Holdout, TrainedModel, feature_columns, split_holdout, train
 from app.training.validation import check_data
 
@@ -76,6 +78,7 @@ def validate(state: RunState, env: WorkerEnv) -> str:
 def train_model(state: RunState, env: WorkerEnv) -> str:
     assert state.frame is not None
     state.holdout = split_holdout(state.frame, state.spec, state.kind)
+    crash_point("during_train")
     state.trained = train(state.spec, state.holdout, env.settings.allowed_estimators)
     estimator = state.spec.model.estimator.rpartition(".")[2]
     rows = len(state.holdout.X_train)
@@ -178,6 +181,9 @@ def _production_score(state: RunState, env: WorkerEnv) -> tuple[float | None, st
 
 def _register_version(state: RunState, env: WorkerEnv) -> None:
     assert state.trained is not None and state.frame is not None
+    features = feature_columns(state.spec, state.frame)
+    # What drift triggers compare new rows with; computed before any transaction opens.
+    reference = reference_profile(state.frame, features)
     with unit_of_work(env.factory) as session:
         version = registry.next_version(session=session, pipeline_id=state.pipeline_id)
     # Written outside a transaction; one active run per pipeline keeps the number ours,
@@ -195,7 +201,8 @@ def _register_version(state: RunState, env: WorkerEnv) -> None:
                 "metrics": state.metrics,
                 "params": state.trained.params,
                 "data_fingerprint": dict(_fingerprint_of(state)),
-                "features": feature_columns(state.spec, state.frame),
+                "features": features,
+                "reference": reference,
             },
         )
         run = session.get(Run, state.run_id)

@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.core.db import after_commit
+from app.core.faults import crash_point
 from app.core.time import utcnow
 from app.pipelines.models import Pipeline
 from app.pipelines.service import spec_of
@@ -50,6 +51,7 @@ def fire_automatic(
     slot = "active" if "active" not in runs.held_slots(session, pipeline.id) else "waiting"
     run = runs.queued_run(pipeline.id, slot, fire, scheduled_for=scheduled_for)
     recorded = record(session, run)
+    after_commit(session, lambda: crash_point("after_run_insert"))
     if recorded is run and slot == "active":
         after_commit(session, lambda: dispatch(run.id))
     return recorded
