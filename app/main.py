@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -62,6 +64,12 @@ def start(services: Services) -> None:
 
 
 def stop(services: Services) -> None:
+    """Stop taking triggers, give running runs the grace period, then end what is left."""
+    services.clock.pause()
+    deadline = time.monotonic() + services.settings.shutdown_grace_s
+    while services.executor.executing() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    recovery.interrupt_owned(services.env)
     services.clock.shutdown(wait=False)
     services.engine.dispose()
 
@@ -76,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            stop(services)
+            await asyncio.to_thread(stop, services)
 
     app = FastAPI(
         title="mlops",

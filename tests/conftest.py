@@ -100,6 +100,8 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         data_dir=tmp_path / ".mlops",
         source_dirs=[tmp_path],
         workers=2,
+        # Runs still going when a test ends are ended at once, not waited for.
+        shutdown_grace_s=0,
     )
 
 

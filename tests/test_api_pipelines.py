@@ -235,3 +235,41 @@ class TestPauseAndStatus:
     def test_status_of_unknown_pipeline_is_404(self, client: Any) -> None:
         body = problem(client.get(f"{API}/pipelines/nope/status"), 404)
         assert body["detail"] == "Pipeline nope does not exist"
+
+
+CRON_ERRORS = [
+    ("0 24 * * *", "hour: 24 is out of range 0-23"),
+    ("* * 0 0 *", "day of month: 0 is out of range 1-31"),
+    ("0 0 0 * *", "day of month: 0 is out of range 1-31"),
+    ("0 0 * * * *", "expected 5 fields"),
+    ("every day", "expected 5 fields"),
+    ("61 * * * *", "minute: 61 is out of range 0-59"),
+]
+
+
+class TestCronTriggers:
+    @pytest.mark.parametrize(("schedule", "message"), CRON_ERRORS, ids=[c[0] for c in CRON_ERRORS])
+    def test_invalid_cron_is_422_naming_the_field(
+        self, client: Any, schedule: str, message: str
+    ) -> None:
+        spec = pipeline_spec(triggers=[{"kind": "cron", "schedule": schedule}])
+        body = problem(client.post(f"{API}/pipelines", json=spec), 422)
+        assert body["errors"][0]["loc"] == "triggers.0.cron.schedule"
+        assert message in body["errors"][0]["msg"]
+
+    def test_unknown_time_zone_is_422(self, client: Any) -> None:
+        spec = pipeline_spec(
+            triggers=[{"kind": "cron", "schedule": "0 0 * * *", "timezone": "Mars/Base"}]
+        )
+        body = problem(client.post(f"{API}/pipelines", json=spec), 422)
+        assert body["errors"][0]["loc"] == "triggers.0.cron.timezone"
+
+    def test_schedule_lists_next_fire_times_in_the_zone(self, client: Any) -> None:
+        trigger = {"kind": "cron", "schedule": "30 2 * * *", "timezone": "Europe/Paris"}
+        client.post(f"{API}/pipelines", json=pipeline_spec(triggers=[trigger]))
+        runs = client.get(f"{API}/pipelines/retrain-customer-model/schedule", params={"count": 2})
+        first, second = runs.json()["next_runs"]
+        assert first[11:16] in ("00:30", "01:30")  # 02:30 Paris is 00:30 or 01:30 UTC
+        assert second[11:16] in ("00:30", "01:30")
+        status = client.get(f"{API}/pipelines/retrain-customer-model/status").json()
+        assert status["next_run_at"] == first

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from importlib import resources
 
 import yaml
@@ -51,4 +52,10 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool) -> None:
     upgrade_database(settings)
     if demo:
         load_demo(settings)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    app = create_app(settings)
+    uvicorn.run(app, host=host, port=port, log_level="info")
+    if app.state.services.executor.executing():
+        # Runs still training were marked interrupted at shutdown; do not wait for their
+        # threads (the interpreter would join them), exit now.
+        logging.shutdown()
+        os._exit(0)

@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     http_source_max_bytes: int = 512 * 1024 * 1024
     lease_s: float = Field(default=60.0, gt=0)
     reconcile_s: float = Field(default=2.0, gt=0)
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
     heartbeat_s: float = Field(default=10.0, gt=0)
     public_url: str = "http://127.0.0.1:8000"
     webhook_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1)

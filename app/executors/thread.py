@@ -18,6 +18,7 @@ class ThreadExecutor:
         self._clock = clock
         self._run: Callable[[int], None] | None = None
         self._pending = 0
+        self._executing = 0
         self._lock = threading.Lock()
 
     def bind(self, run: Callable[[int], None]) -> None:
@@ -47,10 +48,18 @@ class ThreadExecutor:
         with self._lock:
             return self._pending
 
+    def executing(self) -> int:
+        """Runs a worker thread is executing right now."""
+        with self._lock:
+            return self._executing
+
     def _execute(self, run_id: int) -> None:
+        with self._lock:
+            self._executing += 1
         try:
             assert self._run is not None, "executor used before bind()"
             self._run(run_id)
         finally:
             with self._lock:
                 self._pending -= 1
+                self._executing -= 1

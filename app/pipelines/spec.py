@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.triggers.cron import CronExpression
+
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc", "precision", "recall")
 REGRESSION_METRICS = ("r2", "rmse", "mae")
@@ -122,6 +124,12 @@ class CronTrigger(SpecModel):
     kind: Literal["cron"]
     schedule: str = Field(min_length=1, description="crontab(5): minute hour day month weekday")
     timezone: str = Field(default="UTC", description="IANA time zone, e.g. Europe/Paris")
+
+    @field_validator("schedule")
+    @classmethod
+    def _crontab(cls, value: str) -> str:
+        CronExpression.parse(value)  # CronError names the field and the allowed range
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -53,6 +53,16 @@ def recover_at_start(env: WorkerEnv) -> None:
     resubmit_queued(env, older_than_s=0)
 
 
+def interrupt_owned(env: WorkerEnv) -> None:
+    """At shutdown, after the grace period: end this process's runs that are still going."""
+    with unit_of_work(env.factory) as session:
+        running = session.scalars(
+            select(Run).where(Run.status == t.RUNNING, Run.owner == env.owner)
+        ).all()
+        reason = "Interrupted by shutdown: the service stopped before the run ended"
+        _end_lost(session, env, running, reason)
+
+
 def reap_lost(env: WorkerEnv) -> None:
     """End runs whose owner stopped heartbeating for longer than the lease."""
     cutoff = utcnow() - timedelta(seconds=env.settings.lease_s)

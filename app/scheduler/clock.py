@@ -40,6 +40,11 @@ class Clock:
     def start(self) -> None:
         self.scheduler.start()
 
+    def pause(self) -> None:
+        """Stop firing jobs (ticks, queued runs, housekeeping); running ones go on."""
+        if self.running:
+            self.scheduler.pause()
+
     def shutdown(self, *, wait: bool) -> None:
         """Stop firing, then stop; runs still queued are picked up by the next start."""
         if self.scheduler.running:

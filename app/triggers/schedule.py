@@ -6,14 +6,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from app.core.time import as_utc
 from app.pipelines.spec import CronTrigger, IntervalTrigger, PipelineSpec
-
-if TYPE_CHECKING:  # TEMP until app.triggers.cron lands
-    from app.triggers.cron import CronExpression
+from app.triggers.cron import CronExpression
 
 TimeTrigger = CronTrigger | IntervalTrigger
 
@@ -59,8 +57,6 @@ class IntervalSchedule:
 def schedule_of(trigger: TimeTrigger, anchor: datetime) -> TimeSchedule:
     """The schedule of one time trigger; intervals count from the pipeline's anchor."""
     if isinstance(trigger, CronTrigger):
-        from app.triggers.cron import CronExpression  # TEMP until app.triggers.cron lands
-
         expression = CronExpression.parse(trigger.schedule)
         return CronSchedule(expression, trigger.schedule, trigger.timezone)
     return IntervalSchedule(trigger.every_s, anchor)
