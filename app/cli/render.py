@@ -25,6 +25,7 @@ STATUS_WORDS = {
     "rejected": "Rejected",
     "awaiting_approval": "Awaiting approval",
     "cancelled": "Cancelled",
+    "skipped": "Skipped",
     "paused": "Paused",
     "never_run": "Never run",
 }
@@ -38,7 +39,9 @@ STATUS_STYLES = {
     "skipped": "dim",
     "pending": "dim",
 }
-FINAL_STATUSES = frozenset({"completed", "failed", "rejected", "awaiting_approval", "cancelled"})
+FINAL_STATUSES = frozenset(
+    {"completed", "failed", "rejected", "awaiting_approval", "cancelled", "skipped"}
+)
 # A watched run that ends in one of these is a success (exit 0).
 GOOD_STATUSES = frozenset({"completed", "awaiting_approval"})
 
