@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-FINAL = {"completed", "failed", "rejected", "awaiting_approval", "cancelled"}
+FINAL = {"completed", "failed", "rejected", "awaiting_approval", "cancelled", "skipped"}
 
 
 def churn_frame(rows: int = 300, *, seed: int = 0, shuffle_labels: bool = False) -> pd.DataFrame:
