@@ -1,5 +1,40 @@
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, status
+
+from app.deps import ActorDep, ServicesDep, SessionDep
+from app.monitoring import service
+from app.monitoring.schemas import MetricEvaluationRead, ObservationsAccepted, ObservationsPost
+from app.pipelines import service as pipelines
+from app.triggers import metric
 
 router = APIRouter(tags=["monitoring"])
+
+
+@router.post(
+    "/pipelines/{name}/metrics",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={404: {"description": "No such pipeline"}},
+)
+def post_metrics(
+    name: str,
+    body: ObservationsPost,
+    session: SessionDep,
+    services: ServicesDep,
+    actor: ActorDep,
+) -> ObservationsAccepted:
+    """Record observations about the production model and judge its metric triggers at once."""
+    pipeline = pipelines.get(session=session, name=name)
+    accepted = service.record(session=session, pipeline=pipeline, observations=body.observations)
+    evaluations = metric.evaluate_after_ingest(
+        session,
+        pipeline,
+        {item.metric for item in body.observations},
+        dispatch=services.executor.submit,
+        actor=actor,
+    )
+    return ObservationsAccepted(
+        accepted=accepted,
+        fired=[e.run_id for e in evaluations if e.run_id is not None],
+        evaluations=[MetricEvaluationRead.model_validate(e) for e in evaluations],
+    )

@@ -48,6 +48,7 @@ def register(
         params=facts["params"],
         data_fingerprint=facts["data_fingerprint"],
         features=facts["features"],
+        reference=facts.get("reference", {}),
     )
     session.add(row)
     session.flush()
