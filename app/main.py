@@ -66,6 +66,7 @@ def start(services: Services) -> None:
 def stop(services: Services) -> None:
     """Stop taking triggers, give running runs the grace period, then end what is left."""
     services.clock.pause()
+    services.scheduler.stop()
     deadline = time.monotonic() + services.settings.shutdown_grace_s
     while services.executor.executing() and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -31,6 +31,8 @@ from app.triggers.schedule import TimeTrigger, misfire, schedule_of, ticks_betwe
 
 log = logging.getLogger(__name__)
 MAX_MISSED = 10_000  # ticks looked at when catching up; older ones only shift the count
+CHUNK = 500  # pipelines scheduled per query
+LastTicks = dict[tuple[int, str], datetime]
 
 
 class TimeScheduler:
@@ -44,11 +46,17 @@ class TimeScheduler:
         self._known: dict[int, int] = {}  # pipeline id -> generation scheduled
         self._jobs: dict[int, set[str]] = {}
         self._lock = threading.Lock()
+        self._stopped = False
 
     def start(self) -> None:
         """Schedule every pipeline now, then keep up with changes."""
         self.reconcile()
         self._clock.every(self._poll_s, "reconcile-schedules", self.reconcile)
+
+    def stop(self) -> None:
+        """Fire nothing more; waits for a reconcile or tick in progress to end."""
+        with self._lock:
+            self._stopped = True
 
     def nudge(self) -> None:
         """Reconcile soon (a pipeline changed in this process)."""
@@ -57,22 +65,30 @@ class TimeScheduler:
 
     def reconcile(self) -> None:
         """Bring the jobs in line with the pipelines table."""
-        with self._lock:
-            with unit_of_work(self._factory) as session:
-                rows = session.execute(select(Pipeline.id, Pipeline.generation)).all()
-                current = {pipeline_id: generation for pipeline_id, generation in rows}
+        with self._lock, unit_of_work(self._factory) as session:
+            if self._stopped:
+                return
+            rows = session.execute(select(Pipeline.id, Pipeline.generation)).all()
+            current = {pipeline_id: generation for pipeline_id, generation in rows}
             for pipeline_id in set(self._known) - set(current):
                 self._drop(pipeline_id)
             changed = [pid for pid, gen in current.items() if self._known.get(pid) != gen]
-            for pipeline_id in changed:
-                self._schedule_safely(pipeline_id, current[pipeline_id])
+            # In chunks, with one query for pipelines and one for their last ticks: start-up
+            # with thousands of pipelines must not cost thousands of round trips.
+            for start in range(0, len(changed), CHUNK):
+                chunk = changed[start : start + CHUNK]
+                self._schedule_chunk(session, chunk)
+                self._known.update({pid: current[pid] for pid in chunk})
 
-    def _schedule_safely(self, pipeline_id: int, generation: int) -> None:
-        try:
-            self._schedule(pipeline_id)
-        except Exception:
-            log.exception("pipeline %s: its time triggers could not be scheduled", pipeline_id)
-        self._known[pipeline_id] = generation
+    def _schedule_chunk(self, session: Session, pipeline_ids: list[int]) -> None:
+        pipelines = session.scalars(select(Pipeline).where(Pipeline.id.in_(pipeline_ids)))
+        lasts = last_ticks(session, pipeline_ids)
+        for pipeline in pipelines:
+            try:
+                with session.begin_nested():
+                    self._schedule(session, pipeline, lasts)
+            except Exception:
+                log.exception("pipeline %s: its time triggers could not be scheduled", pipeline.id)
 
     def _drop(self, pipeline_id: int) -> None:
         for job_id in self._jobs.pop(pipeline_id, set()):
@@ -83,25 +99,28 @@ class TimeScheduler:
         if self._clock.scheduler.get_job(job_id) is not None:
             self._clock.scheduler.remove_job(job_id)
 
-    def _schedule(self, pipeline_id: int) -> None:
+    def _schedule(self, session: Session, pipeline: Pipeline, lasts: LastTicks) -> None:
         wanted: set[str] = set()
-        with unit_of_work(self._factory) as session:
-            pipeline = session.get(Pipeline, pipeline_id)
-            if pipeline is not None and not pipeline.paused:
-                spec = spec_of(pipeline)
-                for trigger in time_triggers(spec):
-                    tick = self._catch_up(session, pipeline, spec, trigger)
-                    wanted.add(self._add_tick_job(pipeline_id, trigger, tick))
-        for stale in self._jobs.get(pipeline_id, set()) - wanted:
+        if not pipeline.paused:
+            spec = spec_of(pipeline)
+            for trigger in time_triggers(spec):
+                last = lasts.get((pipeline.id, trigger_id(trigger)))
+                tick = self._catch_up(session, pipeline, spec, trigger, last)
+                wanted.add(self._add_tick_job(pipeline.id, trigger, tick))
+        for stale in self._jobs.get(pipeline.id, set()) - wanted:
             self._remove_job(stale)
-        self._jobs[pipeline_id] = wanted
+        self._jobs[pipeline.id] = wanted
 
     def _catch_up(
-        self, session: Session, pipeline: Pipeline, spec: PipelineSpec, trigger: TimeTrigger
+        self,
+        session: Session,
+        pipeline: Pipeline,
+        spec: PipelineSpec,
+        trigger: TimeTrigger,
+        last: datetime | None,
     ) -> datetime:
         """Apply the misfire policy to ticks missed since the last one fired; the next tick."""
         schedule = schedule_of(trigger, pipeline.schedule_anchor_at)
-        last = last_tick(session, pipeline.id, trigger_id(trigger))
         anchor = as_utc(pipeline.schedule_anchor_at)
         since = max(anchor, last) if last else anchor
         now = utcnow()
@@ -151,6 +170,8 @@ class TimeScheduler:
     def _fire(self, pipeline_id: int, tid: str, tick: datetime) -> None:
         """A tick is due: fire it (once across replicas), then schedule the next one."""
         try:
+            if self._stopped:
+                return
             with unit_of_work(self._factory) as session:
                 pipeline = session.get(Pipeline, pipeline_id)
                 trigger = _trigger(pipeline, tid) if pipeline and not pipeline.paused else None
@@ -158,7 +179,8 @@ class TimeScheduler:
                     return  # changed meanwhile: the next reconcile reschedules it
                 self._fire_tick(session, pipeline, trigger, tick)
                 spec = spec_of(pipeline)
-                next_tick = self._catch_up(session, pipeline, spec, trigger)
+                last = last_ticks(session, [pipeline_id]).get((pipeline_id, tid))
+                next_tick = self._catch_up(session, pipeline, spec, trigger, last)
             self._add_tick_job(pipeline_id, trigger, next_tick)
         except Exception:
             log.exception("pipeline %s: tick %s of trigger %s failed", pipeline_id, tick, tid)
@@ -176,14 +198,14 @@ class TimeScheduler:
         firing.fire_automatic(session, pipeline, fire, dispatch=self._dispatch, scheduled_for=tick)
 
 
-def last_tick(session: Session, pipeline_id: int, tid: str) -> datetime | None:
-    """The newest tick of this trigger that has a run (or a skipped record)."""
-    value = session.scalar(
-        select(func.max(Run.scheduled_for)).where(
-            Run.pipeline_id == pipeline_id, Run.trigger_id == tid
-        )
-    )
-    return as_utc(value) if value is not None else None
+def last_ticks(session: Session, pipeline_ids: list[int]) -> LastTicks:
+    """The newest tick of each time trigger that has a run (or a skipped record)."""
+    rows = session.execute(
+        select(Run.pipeline_id, Run.trigger_id, func.max(Run.scheduled_for))
+        .where(Run.pipeline_id.in_(pipeline_ids), Run.scheduled_for.is_not(None))
+        .group_by(Run.pipeline_id, Run.trigger_id)
+    ).all()
+    return {(pid, tid): as_utc(tick) for pid, tid, tick in rows if tid and tick}
 
 
 def _trigger(pipeline: Pipeline, tid: str) -> TimeTrigger | None:
