@@ -204,3 +204,30 @@ class TestScheduleEndpoint:
     def test_no_time_triggers_means_no_fire_times(self, client: Any) -> None:
         client.post(f"{API}/pipelines", json=pipeline_spec())
         assert client.get(f"{API}/pipelines/{NAME}/schedule").json()["next_runs"] == []
+
+
+class TestRetrainBudget:
+    def test_fires_past_max_runs_per_day_are_recorded_as_skipped(
+        self, fast_settings: Settings
+    ) -> None:
+        spec = {
+            "name": NAME,
+            "source": {"kind": "sklearn", "dataset": "iris"},
+            "target": "target",
+            "model": {"estimator": "sklearn.tree.DecisionTreeClassifier"},
+            "evaluation": {"metric": "accuracy", "min_improvement": -1},
+            "triggers": [{"kind": "interval", "every_s": 0.4}],
+            "max_runs_per_day": 2,
+        }
+        with TestClient(create_app(fast_settings)) as client:
+            client.post(f"{API}/pipelines", json=spec)
+            items = wait_runs(client, 5)
+            client.post(f"{API}/pipelines/{NAME}/pause")
+            items = runs_of(client)
+        ran = [r for r in items if r["status"] != "skipped"]
+        budget = [r for r in items if r["status"] == "skipped" and "budget" in r["error"]]
+        assert len(ran) == 2
+        assert budget, items
+        assert budget[0]["error"] == (
+            "Skipped: retrain budget spent (2 automatic runs in the last 24 h, max_runs_per_day 2)"
+        )
