@@ -4,14 +4,16 @@ between tests, and the app served in-process (TestClient) on top of it."""
 from __future__ import annotations
 
 import os
+import time
 import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, Table, create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
 from app.core import migrate
 from app.core.models import Base
@@ -82,14 +84,27 @@ def clean(url: str) -> None:
     """Empty every table (faster than migrating a new database for each test)."""
     engine = create_engine(url)
     tables = list(reversed(Base.metadata.sorted_tables))
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":
-            names = ", ".join(t.name for t in tables)
-            connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                connection.execute(table.delete())
+    # A worker thread of the previous test's app may still be finishing a transaction; the
+    # database can pick TRUNCATE as the deadlock victim, so try again.
+    for attempt in range(5):
+        try:
+            with engine.begin() as connection:
+                _empty(connection, tables)
+            break
+        except OperationalError:
+            if attempt == 4:
+                raise
+            time.sleep(0.5)
     engine.dispose()
+
+
+def _empty(connection: Connection, tables: list[Table]) -> None:
+    if connection.dialect.name == "postgresql":
+        names = ", ".join(t.name for t in tables)
+        connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        return
+    for table in tables:
+        connection.execute(table.delete())
 
 
 @pytest.fixture

@@ -40,7 +40,9 @@ def fire_automatic(
     assert key is not None, "automatic fires are keyed"
     if fire.trigger_id is None:
         fire = replace(fire, trigger_id=trigger_id_of_key(key))
-    session.refresh(pipeline, with_for_update=True)
+    # FOR NO KEY UPDATE: serialises fires of this pipeline without conflicting with the key
+    # share lock that inserting child rows (runs, batches) takes on the same row.
+    session.refresh(pipeline, with_for_update={"key_share": True})
     if existing := runs.by_fire_key(session, pipeline, key):
         return existing
     if pipeline.paused:
