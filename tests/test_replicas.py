@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -71,45 +72,9 @@ def test_three_replicas_fire_each_tick_once(replicas: tuple[str, list[Server]]) 
         assert "Traceback" not in log, log[-3000:]
 
 
-@pytest.mark.postgres
-def test_a_live_replica_ends_the_runs_of_a_dead_one(tmp_path: Path) -> None:
-    url = create_pg_database()
-    lease = {"MLOPS_LEASE_S": "3", "MLOPS_HEARTBEAT_S": "0.5"}
-    servers = [Server(tmp_path / name, database_url=url, **lease) for name in ("a", "b")]
-    try:
-        for server in servers:
-            server.workdir.mkdir()
-            write_csv(server.workdir / "data" / "customers.csv", churn_frame(3000))
-        first, second = (server.start() for server in servers)
-        slow = {
-            "estimator": "sklearn.ensemble.RandomForestClassifier",
-            "params": {"n_estimators": 3000, "n_jobs": 1, "random_state": 0},
-        }
-        with first.api() as api:
-            api.post("/pipelines", json=pipeline_spec(model=slow))
-            run_id = api.post("/pipelines/retrain-customer-model/runs").json()["id"]
-            deadline = time.monotonic() + 60
-            while api.get(f"/runs/{run_id}").json()["status"] != "running":
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-        first.kill()
-        killed_at = time.monotonic()
-        with second.api() as api:
-            while (run := api.get(f"/runs/{run_id}").json())["status"] == "running":
-                assert time.monotonic() - killed_at < 30, "the lost run was never reaped"
-                time.sleep(0.1)
-        took = time.monotonic() - killed_at
-    finally:
-        for server in servers:
-            server.kill()
-        drop_pg_database(url)
-    assert run["status"] == "failed"
-    assert run["error"] == "Worker lost: its process stopped heartbeating"
-    assert took < 3 + 1.5 + 2, f"reaped after {took:.1f} s (lease 3 s, check every 1.5 s)"
-
-
-@pytest.mark.postgres
-def test_a_worker_that_lost_its_lease_never_promotes(tmp_path: Path) -> None:
+@pytest.fixture
+def leased_pair(tmp_path: Path) -> Iterator[list[Server]]:
+    """Two replicas on one PostgreSQL database with a 2 s lease, both serving the churn CSV."""
     url = create_pg_database()
     lease = {"MLOPS_LEASE_S": "2", "MLOPS_HEARTBEAT_S": "0.5"}
     servers = [Server(tmp_path / name, database_url=url, **lease) for name in ("a", "b")]
@@ -117,37 +82,69 @@ def test_a_worker_that_lost_its_lease_never_promotes(tmp_path: Path) -> None:
         for server in servers:
             server.workdir.mkdir()
             write_csv(server.workdir / "data" / "customers.csv", churn_frame(3000))
-        frozen, live = (server.start() for server in servers)
-        medium = {
-            "estimator": "sklearn.ensemble.RandomForestClassifier",
-            "params": {"n_estimators": 300, "n_jobs": 1, "random_state": 0},
-        }
-        with frozen.api() as api:
-            api.post("/pipelines", json=pipeline_spec(model=medium))
-            run_id = api.post("/pipelines/retrain-customer-model/runs").json()["id"]
-            deadline = time.monotonic() + 60
-            while api.get(f"/runs/{run_id}").json()["status"] != "running":
-                assert time.monotonic() < deadline
-                time.sleep(0.02)
-        assert frozen.process is not None
-        frozen.process.send_signal(signal.SIGSTOP)  # alive, but silent: no heartbeats
-        with live.api() as api:
-            deadline = time.monotonic() + 30
-            while api.get(f"/runs/{run_id}").json()["status"] == "running":
-                assert time.monotonic() < deadline, "the silent run was never reaped"
-                time.sleep(0.1)
-            frozen.process.send_signal(signal.SIGCONT)
-            time.sleep(8)  # the old worker finishes training and reaches the promotion
-            run = api.get(f"/runs/{run_id}").json()
-            ledger = api.get("/pipelines/retrain-customer-model/promotions").json()
-            status = api.get("/pipelines/retrain-customer-model/status").json()
+            server.start()
+        yield servers
     finally:
         for server in servers:
             if server.process is not None and server.process.poll() is None:
                 server.process.send_signal(signal.SIGCONT)
             server.kill()
         drop_pg_database(url)
+
+
+def start_forest(server: Server, trees: int) -> int:
+    """Create a random-forest pipeline on `server`, trigger it, return once it is running."""
+    model = {
+        "estimator": "sklearn.ensemble.RandomForestClassifier",
+        "params": {"n_estimators": trees, "n_jobs": 1, "random_state": 0},
+    }
+    with server.api() as api:
+        api.post("/pipelines", json=pipeline_spec(model=model))
+        run_id: int = api.post("/pipelines/retrain-customer-model/runs").json()["id"]
+        deadline = time.monotonic() + 60
+        while api.get(f"/runs/{run_id}").json()["status"] != "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    return run_id
+
+
+def wait_reaped(server: Server, run_id: int, timeout: float = 30) -> dict[str, Any]:
+    """Poll another replica until the run is no longer running."""
+    deadline = time.monotonic() + timeout
+    with server.api() as api:
+        while (run := api.get(f"/runs/{run_id}").json())["status"] == "running":
+            assert time.monotonic() < deadline, "the lost run was never reaped"
+            time.sleep(0.1)
+    return run
+
+
+@pytest.mark.postgres
+def test_a_live_replica_ends_the_runs_of_a_dead_one(leased_pair: list[Server]) -> None:
+    dead, live = leased_pair
+    run_id = start_forest(dead, trees=3000)
+    dead.kill()
+    killed_at = time.monotonic()
+    run = wait_reaped(live, run_id)
+    took = time.monotonic() - killed_at
     assert run["status"] == "failed"
     assert run["error"] == "Worker lost: its process stopped heartbeating"
+    assert took < 2 + 1 + 2, f"reaped after {took:.1f} s (lease 2 s, checked every 1 s)"
+
+
+@pytest.mark.postgres
+def test_a_worker_that_lost_its_lease_never_promotes(leased_pair: list[Server]) -> None:
+    frozen, live = leased_pair
+    run_id = start_forest(frozen, trees=300)
+    assert frozen.process is not None
+    frozen.process.send_signal(signal.SIGSTOP)  # alive, but silent: no heartbeats
+    run = wait_reaped(live, run_id)
+    frozen.process.send_signal(signal.SIGCONT)
+    time.sleep(8)  # the old worker finishes training and reaches its next step boundary
+    with live.api() as api:
+        after = api.get(f"/runs/{run_id}").json()
+        ledger = api.get("/pipelines/retrain-customer-model/promotions").json()
+        status = api.get("/pipelines/retrain-customer-model/status").json()
+    assert run["error"] == after["error"] == "Worker lost: its process stopped heartbeating"
+    assert after["status"] == "failed"
     assert ledger == []
     assert status["production_version"] is None
