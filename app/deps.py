@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app.core.db import SessionFactory, unit_of_work
+from app.core.db import SessionFactory, read_only_unit, unit_of_work
 from app.core.settings import Settings
 from app.executors.thread import ThreadExecutor
 from app.registry.artifacts import LocalArtifactStore
@@ -50,6 +50,15 @@ def get_session(services: ServicesDep) -> Iterator[Session]:
 # scope="function": the commit happens before the response is sent, so a client that reads
 # right after a 201/202 sees what it was told about.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def get_read_session(services: ServicesDep) -> Iterator[Session]:
+    """A read-only transaction for routes that change nothing."""
+    with read_only_unit(services.factory) as session:
+        yield session
+
+
+ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 
 
 def get_actor() -> str:

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import re
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
+from app.core import migrate
+from app.core.settings import Settings
+from app.main import create_app
+from tests.conftest import TestClient
 from tests.factories import churn_frame, pipeline_spec, wait_for_run, write_csv
 
 
@@ -47,3 +53,21 @@ def test_unknown_route_is_problem_json(client: Any) -> None:
     response = client.get("/api/v1/nothing-here")
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_reads_do_not_wait_for_a_writer_on_sqlite(tmp_path: Path) -> None:
+    path = tmp_path / "mlops.db"
+    migrate.upgrade(f"sqlite:///{path}")
+    settings = Settings(database_url=f"sqlite:///{path}", data_dir=tmp_path / ".mlops")
+    with TestClient(create_app(settings)) as client:
+        client.post("/api/v1/pipelines", json=pipeline_spec())
+        writer = sqlite3.connect(path, isolation_level=None)
+        writer.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        try:
+            started = time.monotonic()
+            assert client.get("/api/v1/pipelines/retrain-customer-model/status").status_code == 200
+            assert client.get("/api/v1/pipelines").status_code == 200
+            assert time.monotonic() - started < 2
+        finally:
+            writer.execute("ROLLBACK")
+            writer.close()

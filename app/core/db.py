@@ -42,6 +42,7 @@ class Base(DeclarativeBase):
 
 
 SessionFactory = Callable[[], Session]
+READ_ONLY = "mlops_read_only"
 
 
 def make_engine(url: str) -> Engine:
@@ -67,7 +68,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Read-only units (GET requests, metrics) take no write lock, so bursts of readers
+        # never queue behind, or block, the writers.
+        read_only = conn.get_execution_options().get(READ_ONLY, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -86,6 +90,18 @@ def unit_of_work(factory: SessionFactory) -> Iterator[Session]:
     except BaseException:
         session.rollback()
         raise
+    finally:
+        session.close()
+
+
+@contextmanager
+def read_only_unit(factory: SessionFactory) -> Iterator[Session]:
+    """A transaction that only reads; on SQLite it takes no write lock."""
+    session = factory()
+    try:
+        session.connection(execution_options={READ_ONLY: True})
+        yield session
+        session.rollback()
     finally:
         session.close()
 

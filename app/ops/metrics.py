@@ -14,7 +14,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import Row, func, select
 
-from app.core.db import SessionFactory, unit_of_work
+from app.core.db import SessionFactory, read_only_unit
 from app.executors.base import Executor
 from app.pipelines.models import Pipeline
 from app.registry.models import ModelVersion
@@ -29,7 +29,7 @@ class DatabaseCollector(Collector):
         self._executor = executor
 
     def collect(self) -> Iterator[Metric]:
-        with unit_of_work(self._factory) as session:
+        with read_only_unit(self._factory) as session:
             counts = session.execute(
                 select(Pipeline.name, Run.status, Run.trigger_kind, func.count())
                 .join(Pipeline, Pipeline.id == Run.pipeline_id)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query, Request, Response, status
 
 from app.core.db import after_commit
 from app.core.time import utcnow
-from app.deps import ServicesDep, SessionDep
+from app.deps import ReadSessionDep, ServicesDep, SessionDep
 from app.pipelines import service
 from app.pipelines.models import Pipeline
 from app.pipelines.parsing import decode_body, parse_spec
@@ -74,7 +74,7 @@ async def create_pipeline(
 
 @router.get("")
 def list_pipelines(
-    session: SessionDep, limit: Limit = 100, offset: Offset = 0
+    session: ReadSessionDep, limit: Limit = 100, offset: Offset = 0
 ) -> Page[PipelineRead]:
     """All pipelines, by name."""
     rows, total = service.list_page(session=session, limit=limit, offset=offset)
@@ -82,7 +82,7 @@ def list_pipelines(
 
 
 @router.get("/{name}")
-def get_pipeline(name: str, session: SessionDep) -> PipelineRead:
+def get_pipeline(name: str, session: ReadSessionDep) -> PipelineRead:
     """One pipeline and its spec."""
     return _read(service.get(session=session, name=name))
 
@@ -148,7 +148,7 @@ def resume_pipeline(
 @router.get("/{name}/schedule")
 def pipeline_schedule(
     name: str,
-    session: SessionDep,
+    session: ReadSessionDep,
     count: Annotated[int, Query(ge=1, le=100, description="How many fire times")] = 5,
 ) -> ScheduleRead:
     """The next fire times of the pipeline's cron and interval triggers."""
@@ -159,6 +159,6 @@ def pipeline_schedule(
 
 
 @router.get("/{name}/status")
-def pipeline_status(name: str, session: SessionDep) -> PipelineStatus:
+def pipeline_status(name: str, session: ReadSessionDep) -> PipelineStatus:
     """Status, last run, error, production version and the active run."""
     return status_of(session=session, pipeline=service.get(session=session, name=name))

@@ -7,9 +7,9 @@ from fastapi import APIRouter, Body
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
-from app.core.db import unit_of_work
+from app.core.db import read_only_unit
 from app.core.errors import InvalidInput, NotFound, field_error
-from app.deps import ActorDep, Services, ServicesDep, SessionDep
+from app.deps import ActorDep, ReadSessionDep, Services, ServicesDep
 from app.pipelines import service as pipelines
 from app.registry import promotion, service
 from app.registry.schemas import (
@@ -25,7 +25,7 @@ router = APIRouter(prefix="/pipelines/{name}", tags=["models"])
 
 
 @router.get("/models")
-def list_models(name: str, session: SessionDep) -> list[ModelVersionRead]:
+def list_models(name: str, session: ReadSessionDep) -> list[ModelVersionRead]:
     """Every model version, newest first."""
     pipeline = pipelines.get(session=session, name=name)
     return [
@@ -35,7 +35,7 @@ def list_models(name: str, session: SessionDep) -> list[ModelVersionRead]:
 
 
 @router.get("/models/{version}")
-def get_model(name: str, version: int, session: SessionDep) -> ModelVersionRead:
+def get_model(name: str, version: int, session: ReadSessionDep) -> ModelVersionRead:
     """One model version: metrics, params, data fingerprint, stage."""
     pipeline = pipelines.get(session=session, name=name)
     return ModelVersionRead.model_validate(
@@ -45,7 +45,7 @@ def get_model(name: str, version: int, session: SessionDep) -> ModelVersionRead:
 
 @router.get("/models/{version}/artifact", response_class=FileResponse)
 def get_artifact(
-    name: str, version: int, session: SessionDep, services: ServicesDep
+    name: str, version: int, session: ReadSessionDep, services: ServicesDep
 ) -> FileResponse:
     """The version's artifact file (skops), verified against its sha256 first."""
     pipeline = pipelines.get(session=session, name=name)
@@ -99,7 +99,7 @@ def rollback_model(
 
 
 @router.get("/promotions")
-def list_promotions(name: str, session: SessionDep) -> list[PromotionRead]:
+def list_promotions(name: str, session: ReadSessionDep) -> list[PromotionRead]:
     """The promotion ledger, newest first."""
     pipeline = pipelines.get(session=session, name=name)
     return [
@@ -117,7 +117,7 @@ async def predict(name: str, body: PredictRequest, services: ServicesDep) -> Pre
 
 def _production_model(services: Services, name: str) -> LoadedModel:
     # A short transaction: the model is loaded (once) and used with no transaction open.
-    with unit_of_work(services.factory) as session:
+    with read_only_unit(services.factory) as session:
         pipeline = pipelines.get(session=session, name=name)
         ref = service.production_ref(session=session, pipeline_id=pipeline.id)
     if ref is None:

@@ -4,7 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, status
 
-from app.deps import ActorDep, ServicesDep, SessionDep
+from app.deps import ActorDep, ReadSessionDep, ServicesDep, SessionDep
 from app.pipelines import service as pipelines
 from app.pipelines.models import Pipeline
 from app.pipelines.schemas import Page
@@ -46,7 +46,7 @@ def trigger_run(
 @router.get("/pipelines/{name}/runs")
 def list_runs(
     name: str,
-    session: SessionDep,
+    session: ReadSessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Page[RunRead]:
@@ -58,7 +58,7 @@ def list_runs(
 
 
 @router.get("/runs/{run_id}")
-def get_run(run_id: int, session: SessionDep) -> RunRead:
+def get_run(run_id: int, session: ReadSessionDep) -> RunRead:
     """One run with its steps."""
     run = service.get(session=session, run_id=run_id)
     return service.to_read(run, _name_of(session, run.pipeline_id))
