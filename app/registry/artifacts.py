@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import skops.io as sio
-
 from app.core.errors import ArtifactError
 
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.")
@@ -37,7 +35,7 @@ class LocalArtifactStore:
 
     def save(self, pipeline: str, version: int, model: Any) -> StoredArtifact:
         """Serialise and write atomically; the sha256 is of the bytes on disk."""
-        data = sio.dumps(model)
+        data = _skops().dumps(model)
         uri = f"{pipeline}/v{version}.skops"
         target = self.path(uri)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -67,13 +65,13 @@ class LocalArtifactStore:
         """Verify, check every type it would create, then load."""
         data = self.read_verified(uri, sha256)
         try:
-            untrusted = sio.get_untrusted_types(data=data)
+            untrusted = _skops().get_untrusted_types(data=data)
         except Exception as exc:
             raise ArtifactError(f"Artifact {uri} is not a readable model file: {exc}") from exc
         refused = [name for name in untrusted if not _trusted(name)]
         if refused:
             raise ArtifactError(f"Artifact {uri} holds untrusted types: {', '.join(refused)}")
-        return sio.loads(data, trusted=untrusted)
+        return _skops().loads(data, trusted=untrusted)
 
     def path(self, uri: str) -> Path:
         """The file for `uri`, which must stay inside the root."""
@@ -85,3 +83,11 @@ class LocalArtifactStore:
 
 def _trusted(type_name: str) -> bool:
     return type_name in TRUSTED_NAMES or type_name.startswith(TRUSTED_PREFIXES)
+
+
+def _skops() -> Any:
+    # Imported on first use: skops.io imports every scikit-learn estimator when it loads
+    # (~100 MB and seconds of start-up), which a scheduler that is only waiting needs not pay.
+    import skops.io
+
+    return skops.io
