@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.datasources.models import DataBatch
@@ -78,10 +78,22 @@ def _newest_columns(session: Session, pipeline_id: int) -> list[str] | None:
 
 
 def _first_batch_kinds(session: Session, pipeline_id: int) -> dict[str, bool]:
-    first: list[Any] | None = session.scalars(
-        select(DataBatch.records)
-        .where(DataBatch.pipeline_id == pipeline_id)
-        .order_by(DataBatch.id)
-        .limit(1)
-    ).first()
-    return values.numeric_in(first or [])
+    first_id = session.scalar(
+        select(func.min(DataBatch.id)).where(DataBatch.pipeline_id == pipeline_id)
+    )
+    if first_id is None:
+        return {}
+    # Batches never change once stored, so the first batch's column kinds are worked out
+    # once per process instead of decoding and scanning its rows on every delivery.
+    key = (pipeline_id, first_id)
+    if (kinds := _FIRST_KINDS.get(key)) is None:
+        records = session.scalar(select(DataBatch.records).where(DataBatch.id == first_id))
+        kinds = values.numeric_in(records or [])
+        if len(_FIRST_KINDS) >= MAX_CACHED_PIPELINES:
+            _FIRST_KINDS.pop(next(iter(_FIRST_KINDS)))
+        _FIRST_KINDS[key] = kinds
+    return kinds
+
+
+MAX_CACHED_PIPELINES = 10_000
+_FIRST_KINDS: dict[tuple[int, int], dict[str, bool]] = {}
