@@ -5,6 +5,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 from sqlalchemy import text
 
+from app.core.db import READ_ONLY
 from app.core.errors import DomainError
 from app.deps import ServicesDep
 from app.ops.metrics import DatabaseCollector
@@ -27,7 +28,8 @@ def healthz() -> dict[str, str]:
 def readyz(services: ServicesDep) -> dict[str, str]:
     """The database answers and the scheduler is running."""
     try:
-        with services.engine.connect() as connection:
+        readonly = services.engine.execution_options(**{READ_ONLY: True})
+        with readonly.connect() as connection:
             connection.execute(text("SELECT 1"))
     except Exception as exc:
         raise NotReady(f"Database unreachable: {type(exc).__name__}: {exc}") from exc
