@@ -23,7 +23,7 @@ from app.pipelines.router import router as pipelines_router
 from app.registry.artifacts import LocalArtifactStore
 from app.registry.router import router as registry_router
 from app.registry.serving import ModelCache
-from app.runs import recovery, worker
+from app.runs import recovery
 from app.runs.env import WorkerEnv
 from app.runs.router import router as runs_router
 from app.scheduler.clock import Clock
@@ -44,9 +44,17 @@ def build_services(settings: Settings) -> Services:
     artifacts = LocalArtifactStore(settings.resolved_artifact_dir)
     models = ModelCache(artifacts)
     env = WorkerEnv(factory, settings, artifacts, executor, recovery.owner_id(), models)
-    executor.bind(lambda run_id: worker.execute(run_id, env))
+    executor.bind(lambda run_id: _execute(run_id, env))
     scheduler = TimeScheduler(clock, factory, executor.submit, settings.reconcile_s)
     return Services(settings, engine, factory, clock, executor, artifacts, models, env, scheduler)
+
+
+def _execute(run_id: int, env: WorkerEnv) -> None:
+    # Imported with the first run: the training stack (scikit-learn, SciPy) costs seconds of
+    # start-up and ~100 MB that a scheduler which is only waiting does not need.
+    from app.runs import worker
+
+    worker.execute(run_id, env)
 
 
 def start(services: Services) -> None:

@@ -7,9 +7,10 @@ import importlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from sklearn.base import BaseEstimator, is_classifier, is_regressor
+if TYPE_CHECKING:
+    from sklearn.base import BaseEstimator
 
 EstimatorKind = Literal["classifier", "regressor"]
 _DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
@@ -57,6 +58,10 @@ def resolve_estimator(path: str, allowed_prefixes: Sequence[str]) -> ResolvedEst
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise EstimatorError(f"module {module_name!r} not found") from exc
+    # scikit-learn is imported here, not with this module: the API and the scheduler start
+    # without the training stack, which loads with the first spec or run that needs it.
+    from sklearn.base import BaseEstimator
+
     cls = getattr(module, class_name, None)
     if not isinstance(cls, type) or not issubclass(cls, BaseEstimator):
         raise EstimatorError(f"{path!r} is not a scikit-learn estimator class")
@@ -64,6 +69,8 @@ def resolve_estimator(path: str, allowed_prefixes: Sequence[str]) -> ResolvedEst
 
 
 def _kind_of(path: str, cls: type[BaseEstimator]) -> EstimatorKind:
+    from sklearn.base import is_classifier, is_regressor
+
     try:
         probe = cls()
     except TypeError as exc:

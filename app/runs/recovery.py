@@ -24,7 +24,7 @@ from app.pipelines.spec import PipelineSpec
 from app.runs import transitions as t
 from app.runs.env import WorkerEnv
 from app.runs.models import Run
-from app.runs.worker import schedule_retry
+from app.runs.service import schedule_retry
 
 log = logging.getLogger(__name__)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -13,8 +14,10 @@ from sqlalchemy.orm import Session
 from app.core.db import after_commit
 from app.core.errors import Conflict, NotFound
 from app.core.faults import crash_point
+from app.core.time import utcnow
 from app.pipelines.models import Pipeline
 from app.pipelines.service import spec_of
+from app.pipelines.spec import PipelineSpec
 from app.runs import transitions as t
 from app.runs.models import Run, RunStep
 from app.runs.schemas import RunRead, StepRead, TriggerRead
@@ -170,3 +173,26 @@ def _busy(session: Session, pipeline: Pipeline) -> Conflict:
     else:
         detail = f"Pipeline {pipeline.name} already has run {active} active (concurrency: skip)"
     return Conflict(detail, extra={"active_run_id": active})
+
+
+def schedule_retry(session: Session, failed: Run, spec: PipelineSpec) -> Run | None:
+    """A new attempt of a failed run, if attempts are left and a slot is free."""
+    if failed.attempt >= spec.retries.max_attempts:
+        return None
+    held = held_slots(session, failed.pipeline_id)
+    slot = next((slot for slot in ("active", "waiting") if slot not in held), None)
+    if slot is None:
+        return None
+    delay = spec.retries.backoff_s * (2 ** (failed.attempt - 1))
+    fire = Fire(kind=failed.trigger_kind, reason=failed.trigger_reason, actor=failed.actor)
+    retry = queued_run(
+        failed.pipeline_id,
+        slot,
+        fire,
+        attempt=failed.attempt + 1,
+        retry_of_id=failed.retry_of_id or failed.id,
+        not_before=utcnow() + timedelta(seconds=delay),
+    )
+    session.add(retry)
+    session.flush()
+    return retry

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, lazyload
@@ -176,7 +175,7 @@ def _finish(state: RunState, env: WorkerEnv, step_name: str, ending: Ending) -> 
             if step.status == "pending":
                 step.status = "skipped"
         promoted = t.transition(session, run, ending.status, error=ending.error)
-        retry = schedule_retry(session, run, state.spec) if ending.status == t.FAILED else None
+        retry = runs.schedule_retry(session, run, state.spec) if ending.status == t.FAILED else None
         _after_settle(session, env, promoted, retry)
 
 
@@ -188,26 +187,3 @@ def _after_settle(
     if retry is not None and retry.slot == "active":
         retry_id, not_before = retry.id, retry.not_before
         after_commit(session, lambda: env.executor.submit(retry_id, not_before=not_before))
-
-
-def schedule_retry(session: Session, failed: Run, spec: PipelineSpec) -> Run | None:
-    """A new attempt of a failed run, if attempts are left and a slot is free."""
-    if failed.attempt >= spec.retries.max_attempts:
-        return None
-    held = runs.held_slots(session, failed.pipeline_id)
-    slot = next((slot for slot in ("active", "waiting") if slot not in held), None)
-    if slot is None:
-        return None
-    delay = spec.retries.backoff_s * (2 ** (failed.attempt - 1))
-    fire = runs.Fire(kind=failed.trigger_kind, reason=failed.trigger_reason, actor=failed.actor)
-    retry = runs.queued_run(
-        failed.pipeline_id,
-        slot,
-        fire,
-        attempt=failed.attempt + 1,
-        retry_of_id=failed.retry_of_id or failed.id,
-        not_before=utcnow() + timedelta(seconds=delay),
-    )
-    session.add(retry)
-    session.flush()
-    return retry

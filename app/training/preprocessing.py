@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from pandas.api.types import is_bool_dtype, is_numeric_dtype
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+from app.training.columns import numeric_columns
 
 
 def build_preprocessor(X: pd.DataFrame) -> ColumnTransformer:  # noqa: N803 (sklearn's X)
@@ -21,15 +22,6 @@ def build_preprocessor(X: pd.DataFrame) -> ColumnTransformer:  # noqa: N803 (skl
     if categorical:
         transformers.append(("categorical", _categorical_pipeline(), categorical))
     return ColumnTransformer(transformers, remainder="drop")
-
-
-def numeric_columns(X: pd.DataFrame) -> list[str]:  # noqa: N803 (sklearn's X)
-    """Columns with a numeric dtype; booleans are categories, not numbers."""
-    return [
-        str(column)
-        for column, dtype in X.dtypes.items()
-        if is_numeric_dtype(dtype) and not is_bool_dtype(dtype)
-    ]
 
 
 def as_categories(X: pd.DataFrame) -> pd.DataFrame:  # noqa: N803 (sklearn's X)

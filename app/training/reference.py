@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from app.training.preprocessing import numeric_columns
+from app.training.columns import numeric_columns
 
 DECILES = np.linspace(0.1, 0.9, 9)
 SAMPLE_SIZE = 1_000
