@@ -43,7 +43,9 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 def get_session(services: ServicesDep) -> Iterator[Session]:
     """The request's transaction: committed when the route returns, rolled back on error."""
-    with unit_of_work(services.factory) as session:
+    # Not queued: a request's transaction spans several threadpool hops, and threads parked
+    # on the queue could starve the hop that would end the transaction holding it.
+    with unit_of_work(services.factory, queue=False) as session:
         yield session
 
 

@@ -93,7 +93,7 @@ def leased_pair(tmp_path: Path) -> Iterator[list[Server]]:
 
 
 def start_forest(server: Server, trees: int) -> int:
-    """Create a random-forest pipeline on `server`, trigger it, return once it is running."""
+    """Create a random-forest pipeline on `server`, trigger it, return once it is training."""
     model = {
         "estimator": "sklearn.ensemble.RandomForestClassifier",
         "params": {"n_estimators": trees, "n_jobs": 1, "random_state": 0},
@@ -102,7 +102,10 @@ def start_forest(server: Server, trees: int) -> int:
         api.post("/pipelines", json=pipeline_spec(model=model))
         run_id: int = api.post("/pipelines/retrain-customer-model/runs").json()["id"]
         deadline = time.monotonic() + 60
-        while api.get(f"/runs/{run_id}").json()["status"] != "running":
+        while not any(
+            step["name"] == "train" and step["status"] == "running"
+            for step in api.get(f"/runs/{run_id}").json()["steps"]
+        ):
             assert time.monotonic() < deadline
             time.sleep(0.02)
     return run_id
@@ -134,12 +137,12 @@ def test_a_live_replica_ends_the_runs_of_a_dead_one(leased_pair: list[Server]) -
 @pytest.mark.postgres
 def test_a_worker_that_lost_its_lease_never_promotes(leased_pair: list[Server]) -> None:
     frozen, live = leased_pair
-    run_id = start_forest(frozen, trees=300)
+    run_id = start_forest(frozen, trees=600)
     assert frozen.process is not None
     frozen.process.send_signal(signal.SIGSTOP)  # alive, but silent: no heartbeats
     run = wait_reaped(live, run_id)
     frozen.process.send_signal(signal.SIGCONT)
-    time.sleep(8)  # the old worker finishes training and reaches its next step boundary
+    time.sleep(10)  # the old worker finishes training and reaches its next step boundary
     with live.api() as api:
         after = api.get(f"/runs/{run_id}").json()
         ledger = api.get("/pipelines/retrain-customer-model/promotions").json()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
+import weakref
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -42,6 +44,8 @@ class Base(DeclarativeBase):
 
 
 SessionFactory = Callable[[], Session]
+# One lock per SQLite engine: this process's writers queue on it (see unit_of_work).
+_WRITER_TURNS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
 READ_ONLY = "mlops_read_only"
 
 
@@ -55,6 +59,8 @@ def make_engine(url: str) -> Engine:
 
 
 def _configure_sqlite(engine: Engine) -> None:
+    _WRITER_TURNS[engine] = threading.RLock()
+
     # pysqlite's own transaction handling defers BEGIN and breaks SAVEPOINT; take it over.
     # BEGIN IMMEDIATE makes writers queue on the busy timeout instead of failing on upgrade.
     @event.listens_for(engine, "connect")
@@ -80,18 +86,31 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def unit_of_work(factory: SessionFactory) -> Iterator[Session]:
-    """One transaction owned by the caller: commit on success, roll back on error."""
+def unit_of_work(factory: SessionFactory, *, queue: bool = True) -> Iterator[Session]:
+    """One transaction owned by the caller: commit on success, roll back on error.
+
+    On SQLite, units of one process take turns in arrival order (`queue`), instead of all
+    polling the database's single write lock with SQLite's growing back-off sleeps, which let
+    a scheduler tick wait seconds behind a burst of run-step writes.
+    """
     session = factory()
     try:
-        yield session
-        session.commit()
+        with _writer_turn(session) if queue else nullcontext():
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
         run_after_commit(session)
-    except BaseException:
-        session.rollback()
-        raise
     finally:
         session.close()
+
+
+def _writer_turn(session: Session) -> AbstractContextManager[object]:
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    return _WRITER_TURNS.get(engine, nullcontext())
 
 
 @contextmanager
