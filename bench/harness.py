@@ -147,9 +147,12 @@ class Service:
         )
         self.env.pop("MLOPS_DATABASE_URL", None)
         self.process: subprocess.Popen[bytes] | None = None
+        self.started_s = 0.0
         self.api = httpx.Client(base_url=f"http://127.0.0.1:{self.port}/api/v1", timeout=60)
 
-    def start(self, timeout: float = 90) -> None:
+    def start(self, timeout: float = 90, poll_s: float = 0.1) -> None:
+        """Start `mlops serve`; `started_s` is process start -> the first /readyz 200."""
+        begin = time.perf_counter()
         command = [sys.executable, "-m", "app.cli.main", "serve", "--port", str(self.port)]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
@@ -161,11 +164,12 @@ class Service:
                 raise BenchError(f"server exited:\n{self.log.read_text()[-3000:]}")
             try:
                 if httpx.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).is_success:
+                    self.started_s = time.perf_counter() - begin
                     return
             except httpx.HTTPError:
                 pass
-            time.sleep(0.1)
-        raise BenchError(f"server not ready:\n{self.log.read_text()[-3000:]}")
+            time.sleep(poll_s)
+        raise BenchError(f"server not ready after {timeout:g} s:\n{self.log.read_text()[-3000:]}")
 
     def create(self, spec: dict[str, Any]) -> None:
         response = self.api.post("/pipelines", json=spec)
