@@ -178,9 +178,10 @@ class TimeScheduler:
                 if pipeline is None or trigger is None:
                     return  # changed meanwhile: the next reconcile reschedules it
                 self._fire_tick(session, pipeline, trigger, tick)
-                spec = spec_of(pipeline)
-                last = last_ticks(session, [pipeline_id]).get((pipeline_id, tid))
-                next_tick = self._catch_up(session, pipeline, spec, trigger, last)
+                next_tick = schedule_of(trigger, pipeline.schedule_anchor_at).next_after(tick)
+                if next_tick <= utcnow():  # fell behind: the misfire policy decides
+                    spec = spec_of(pipeline)
+                    next_tick = self._catch_up(session, pipeline, spec, trigger, tick)
             self._add_tick_job(pipeline_id, trigger, next_tick)
         except Exception:
             log.exception("pipeline %s: tick %s of trigger %s failed", pipeline_id, tick, tid)
