@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 
 from app import __version__
@@ -32,6 +33,7 @@ from app.webhooks.router import router as webhooks_router
 
 log = logging.getLogger(__name__)
 API = "/api/v1"
+THREADPOOL_SIZE = 200
 
 
 def build_services(settings: Settings) -> Services:
@@ -89,6 +91,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # A request's transaction spans several threadpool hops; with anyio's default 40
+        # threads, a burst of requests waiting on a database lock could take every thread
+        # and leave the lock's holder none to commit with. More threads make that burst
+        # far larger than any the connection pool lets through at once.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = THREADPOOL_SIZE
         start(services)
         try:
             yield
