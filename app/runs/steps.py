@@ -52,6 +52,7 @@ class RunState:
     version: int | None = None
     sha256: str | None = None
     fingerprint: Future[DataFingerprint] | None = None
+    reference: Future[dict[str, Any]] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -61,8 +62,11 @@ def load_data(state: RunState, env: WorkerEnv) -> str:
             state.spec.source, pipeline_id=state.pipeline_id, session=session, settings=env.settings
         )
     state.frame = frame
-    # Hashing a large frame takes tens of ms; it overlaps with validation and training.
+    # Hashing a large frame and profiling it for drift take tens to hundreds of ms: they
+    # overlap with validation and training, on the core training leaves free.
     state.fingerprint = _BACKGROUND.submit(fingerprint, frame)
+    features = feature_columns(state.spec, frame)
+    state.reference = _BACKGROUND.submit(reference_profile, frame, features)
     where = describe_source(state.spec.source)
     return f"{len(frame)} rows x {len(frame.columns)} columns from {where}"
 
@@ -182,8 +186,9 @@ def _production_score(state: RunState, env: WorkerEnv) -> tuple[float | None, st
 def _register_version(state: RunState, env: WorkerEnv) -> None:
     assert state.trained is not None and state.frame is not None
     features = feature_columns(state.spec, state.frame)
-    # What drift triggers compare new rows with; computed before any transaction opens.
-    reference = reference_profile(state.frame, features)
+    # What drift triggers compare new rows with (started in load_data).
+    assert state.reference is not None
+    reference = state.reference.result()
     with unit_of_work(env.factory) as session:
         version = registry.next_version(session=session, pipeline_id=state.pipeline_id)
     # Written outside a transaction; one active run per pipeline keeps the number ours,
