@@ -93,8 +93,10 @@ def evaluate(state: RunState, env: WorkerEnv) -> str:
     assert state.holdout is not None and state.trained is not None and state.frame is not None
     metric = state.spec.evaluation.metric
     h = state.holdout
+    # Production is scored on the same holdout at the same time, on the other core.
+    production_score = _BACKGROUND.submit(_production_score, state, env)
     candidate = score(state.trained.model, h.X_test, h.y_test, metric, state.kind)
-    production, note = _production_score(state, env)
+    production, note = production_score.result()
     decision = gate(candidate, production, state.spec.evaluation, state.spec.lower_is_better)
     state.metrics = {
         "metric": metric,
