@@ -42,7 +42,7 @@ def create(*, session: Session, spec: PipelineSpec) -> Pipeline:
     pipeline = Pipeline(
         name=spec.name,
         spec=spec.model_dump(mode="json"),
-        webhook_secret=f"whsec_{secrets.token_urlsafe(32)}",
+        webhook_secret=new_webhook_secret(),
     )
     session.add(pipeline)
     session.flush()
@@ -96,6 +96,11 @@ def set_paused(
         _touch(pipeline)
         session.flush()
     return pipeline
+
+
+def new_webhook_secret() -> str:
+    """A fresh webhook secret (256 random bits)."""
+    return f"whsec_{secrets.token_urlsafe(32)}"
 
 
 def spec_of(pipeline: Pipeline) -> PipelineSpec:

@@ -156,13 +156,21 @@ def by_fire_key(session: Session, pipeline: Pipeline, key: str) -> Run | None:
     ).one_or_none()
 
 
-def _free_slot(session: Session, pipeline: Pipeline) -> str:
+def free_slot(session: Session, pipeline: Pipeline) -> str | None:
+    """The slot a new run of this pipeline would take under its concurrency policy, if any."""
     held = held_slots(session, pipeline.id)
     if "active" not in held:
         return "active"
     if spec_of(pipeline).concurrency == "queue" and "waiting" not in held:
         return "waiting"
-    raise _busy(session, pipeline)
+    return None
+
+
+def _free_slot(session: Session, pipeline: Pipeline) -> str:
+    slot = free_slot(session, pipeline)
+    if slot is None:
+        raise _busy(session, pipeline)
+    return slot
 
 
 def _busy(session: Session, pipeline: Pipeline) -> Conflict:

@@ -139,12 +139,7 @@ class TimeScheduler:
     ) -> None:
         describe = schedule_of(trigger, pipeline.schedule_anchor_at).describe()
         decision = misfire(spec, describe, missed, utcnow())
-        fire = runs.Fire(
-            kind=trigger.kind,
-            reason=decision.reason,
-            key=schedule_key(trigger, decision.tick),
-            trigger_id=trigger_id(trigger),
-        )
+        fire = tick_fire(trigger, decision.tick, decision.reason)
         if decision.run:
             firing.fire_automatic(
                 session, pipeline, fire, dispatch=self._dispatch, scheduled_for=decision.tick
@@ -190,13 +185,18 @@ class TimeScheduler:
         self, session: Session, pipeline: Pipeline, trigger: TimeTrigger, tick: datetime
     ) -> None:
         describe = schedule_of(trigger, pipeline.schedule_anchor_at).describe()
-        fire = runs.Fire(
-            kind=trigger.kind,
-            reason=describe,
-            key=schedule_key(trigger, tick),
-            trigger_id=trigger_id(trigger),
-        )
+        fire = tick_fire(trigger, tick, describe)
         firing.fire_automatic(session, pipeline, fire, dispatch=self._dispatch, scheduled_for=tick)
+
+
+def tick_fire(trigger: TimeTrigger, tick: datetime, reason: str) -> runs.Fire:
+    """The keyed fire of one tick of a time trigger."""
+    return runs.Fire(
+        kind=trigger.kind,
+        reason=reason,
+        key=schedule_key(trigger, tick),
+        trigger_id=trigger_id(trigger),
+    )
 
 
 def last_ticks(session: Session, pipeline_ids: list[int]) -> LastTicks:

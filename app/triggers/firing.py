@@ -47,10 +47,13 @@ def fire_automatic(
         return existing
     if pipeline.paused:
         return None
-    refusal = _budget_refusal(session, pipeline) or _busy_refusal(session, pipeline)
+    slot = runs.free_slot(session, pipeline)
+    refusal = _budget_refusal(session, pipeline)
+    if refusal is None and slot is None:
+        refusal = _busy_refusal(session, pipeline)
     if refusal is not None:
         return record(session, skipped(pipeline.id, fire, refusal, scheduled_for))
-    slot = "active" if "active" not in runs.held_slots(session, pipeline.id) else "waiting"
+    assert slot is not None
     run = runs.queued_run(pipeline.id, slot, fire, scheduled_for=scheduled_for)
     recorded = record(session, run)
     after_commit(session, lambda: crash_point("after_run_insert"))
@@ -108,11 +111,6 @@ def _budget_refusal(session: Session, pipeline: Pipeline) -> str | None:
     )
 
 
-def _busy_refusal(session: Session, pipeline: Pipeline) -> str | None:
-    held = runs.held_slots(session, pipeline.id)
-    if "active" not in held:
-        return None
-    if spec_of(pipeline).concurrency == "queue" and "waiting" not in held:
-        return None
+def _busy_refusal(session: Session, pipeline: Pipeline) -> str:
     active = runs.active_run_id(session=session, pipeline_id=pipeline.id)
     return f"Skipped: run {active} is still active (concurrency: {spec_of(pipeline).concurrency})"

@@ -7,7 +7,6 @@ batch and any fired run commit together or not at all.
 from __future__ import annotations
 
 import hashlib
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -16,6 +15,7 @@ from sqlalchemy.orm import Session
 from app.core.settings import Settings
 from app.core.time import as_utc, utcnow
 from app.pipelines.models import Pipeline
+from app.pipelines.service import new_webhook_secret
 from app.runs.service import Dispatch
 from app.triggers import drift, new_data
 from app.webhooks import batches, deliveries, signatures
@@ -101,11 +101,6 @@ def rotate_secret(*, session: Session, pipeline: Pipeline, grace_s: float) -> da
     until = utcnow() + timedelta(seconds=grace_s)
     pipeline.previous_webhook_secret = pipeline.webhook_secret
     pipeline.previous_secret_expires_at = until
-    pipeline.webhook_secret = new_secret()
+    pipeline.webhook_secret = new_webhook_secret()
     session.flush()
     return until
-
-
-def new_secret() -> str:
-    """A fresh webhook secret (256 random bits)."""
-    return f"whsec_{secrets.token_urlsafe(32)}"
