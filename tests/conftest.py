@@ -19,6 +19,7 @@ from app.core import migrate
 from app.core.models import Base
 from app.core.settings import Settings
 from app.main import create_app
+from tests.server import Server
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
@@ -105,6 +106,23 @@ def _empty(connection: Connection, tables: list[Table]) -> None:
         return
     for table in tables:
         connection.execute(table.delete())
+
+
+@pytest.fixture(params=BACKENDS)
+def fresh_database(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """A fresh PostgreSQL database URL, or None for the server's own SQLite file."""
+    url = create_pg_database() if request.param == "postgresql" else None
+    yield url
+    if url:
+        drop_pg_database(url)
+
+
+@pytest.fixture
+def server(fresh_database: str | None, tmp_path: Path) -> Iterator[Server]:
+    """The real `mlops serve` (not started yet) on each backend, killed at the end."""
+    instance = Server(tmp_path, database_url=fresh_database)
+    yield instance
+    instance.kill()
 
 
 @pytest.fixture

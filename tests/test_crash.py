@@ -5,27 +5,17 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import BACKENDS, create_pg_database, drop_pg_database
 from tests.factories import churn_frame, pipeline_spec, write_csv
 from tests.server import Server
 
 NAME = "retrain-customer-model"
 FINAL = {"completed", "failed", "rejected", "awaiting_approval", "cancelled", "skipped"}
-
-
-@pytest.fixture(params=BACKENDS)
-def database(request: pytest.FixtureRequest) -> Iterator[str | None]:
-    url = create_pg_database() if request.param == "postgresql" else None
-    yield url
-    if url:
-        drop_pg_database(url)
 
 
 def wait_dead(server: Server, timeout: float = 60) -> None:
@@ -53,16 +43,16 @@ def settle(api: httpx.Client, timeout: float = 60) -> list[dict[str, Any]]:
     ],
 )
 def test_sigkill_loses_nothing_and_doubles_nothing(
-    database: str | None, tmp_path: Path, point: str, expected: str
+    fresh_database: str | None, tmp_path: Path, point: str, expected: str
 ) -> None:
     write_csv(tmp_path / "data" / "customers.csv", churn_frame())
-    crashing = Server(tmp_path, database_url=database, MLOPS_CRASH_AT=point).start()
+    crashing = Server(tmp_path, database_url=fresh_database, MLOPS_CRASH_AT=point).start()
     with crashing.api() as api:
         assert api.post("/pipelines", json=pipeline_spec()).status_code == 201
         with contextlib.suppress(httpx.HTTPError):  # it may die before it answers
             api.post(f"/pipelines/{NAME}/runs", headers={"Idempotency-Key": "fire-1"})
     wait_dead(crashing)
-    restarted = Server(tmp_path, database_url=database)
+    restarted = Server(tmp_path, database_url=fresh_database)
     restarted.port, restarted.url = crashing.port, crashing.url
     restarted.start()
     try:

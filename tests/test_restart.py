@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import BACKENDS, create_pg_database, drop_pg_database
 from tests.factories import churn_frame, pipeline_spec, write_csv
 from tests.server import Server
 
@@ -16,16 +12,6 @@ SLOW_MODEL = {
     "estimator": "sklearn.ensemble.RandomForestClassifier",
     "params": {"n_estimators": 2000, "n_jobs": 1, "random_state": 0},
 }
-
-
-@pytest.fixture(params=BACKENDS)
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    url = create_pg_database() if request.param == "postgresql" else None
-    instance = Server(tmp_path, database_url=url)
-    yield instance
-    instance.kill()
-    if url:
-        drop_pg_database(url)
 
 
 def wait_for(predicate: object, timeout: float = 60) -> None:

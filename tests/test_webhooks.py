@@ -23,7 +23,6 @@ from app.core.settings import Settings
 from app.core.time import set_clock, utcnow
 from app.datasources.models import DataBatch
 from app.webhooks.models import WebhookDelivery
-from tests.conftest import BACKENDS, create_pg_database, drop_pg_database
 from tests.factories import churn_frame, pipeline_spec, wait_for_run
 from tests.server import Server
 
@@ -534,16 +533,6 @@ class TestNewDataTrigger:
 
 
 # --- concurrency, on the real server ------------------------------------------------
-
-
-@pytest.fixture(params=BACKENDS)
-def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
-    url = create_pg_database() if request.param == "postgresql" else None
-    instance = Server(tmp_path, database_url=url)
-    yield instance
-    instance.stop()
-    if url:
-        drop_pg_database(url)
 
 
 def test_100_concurrent_identical_posts_make_one_batch(server: Server, tmp_path: Path) -> None:
