@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
-
 import pandas as pd
-from sqlalchemy import Row, Select, select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
+from app.datasources import stored
 from app.datasources.models import DataBatch
 from app.datasources.windows import days_ago, rows_since
 from app.pipelines.spec import Window
-
-BatchRow = Row[list[Any], list[Any]]
 
 
 def load_ingested(window: Window | None, *, pipeline_id: int, session: Session) -> pd.DataFrame:
@@ -21,7 +17,7 @@ def load_ingested(window: Window | None, *, pipeline_id: int, session: Session) 
     # Autoflush would write the caller's pending objects: this loader must stay read-only.
     with session.no_autoflush:
         statement = _batches(pipeline_id, window, session)
-        frame = _frame(session.execute(statement).all())
+        frame = stored.frame([stored.decode(data) for data in session.scalars(statement)])
     if window is None:
         return frame
     if window.last_rows is not None:
@@ -31,14 +27,10 @@ def load_ingested(window: Window | None, *, pipeline_id: int, session: Session) 
     return frame  # last_days by arrival time was applied in the query
 
 
-def _batches(
-    pipeline_id: int, window: Window | None, session: Session
-) -> Select[list[Any], list[Any]]:
-    # Plain columns, not entities: the records stay out of the session's identity map.
+def _batches(pipeline_id: int, window: Window | None, session: Session) -> Select[bytes]:
+    # Plain columns, not entities: the rows stay out of the session's identity map.
     statement = (
-        select(DataBatch.columns, DataBatch.records)
-        .where(DataBatch.pipeline_id == pipeline_id)
-        .order_by(DataBatch.id)
+        select(DataBatch.parquet).where(DataBatch.pipeline_id == pipeline_id).order_by(DataBatch.id)
     )
     if window is None:
         return statement
@@ -65,12 +57,3 @@ def _first_needed_batch(pipeline_id: int, rows: int, session: Session) -> int:
         if seen >= rows:
             break
     return first_id
-
-
-def _frame(batches: Sequence[BatchRow]) -> pd.DataFrame:
-    records = [record for _, batch_records in batches for record in batch_records]
-    # Announced columns first, in order; then any key a record has that was not announced.
-    columns = dict.fromkeys(str(name) for batch_columns, _ in batches for name in batch_columns)
-    for record in records:
-        columns.update(dict.fromkeys(record))
-    return pd.DataFrame.from_records(records, columns=list(columns))

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey
+from sqlalchemy import ForeignKey, LargeBinary
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base
@@ -22,4 +22,6 @@ class DataBatch(Base):
     received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     row_count: Mapped[int]
     columns: Mapped[list[Any]] = mapped_column(default=list)
-    records: Mapped[list[Any]] = mapped_column(default=list)
+    # The rows as one Parquet file (see datasources/stored.py); deferred, so loading a batch
+    # never pulls its rows unless they are asked for.
+    parquet: Mapped[bytes] = mapped_column(LargeBinary, deferred=True)

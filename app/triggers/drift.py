@@ -16,10 +16,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.core.time import as_utc
+from app.datasources import stored
 from app.datasources.models import DataBatch
 from app.monitoring import hysteresis
 from app.pipelines.models import Pipeline
@@ -229,15 +231,17 @@ def _new_rows(session: Session, pipeline_id: int, since: datetime) -> tuple[int,
 
 def _recent_frame(session: Session, pipeline_id: int, since: datetime) -> pd.DataFrame:
     """The newest new rows, at most MAX_ROWS of them."""
-    # Plain columns, not entities: the records stay out of the session's identity map.
+    # Plain columns, not entities: the rows stay out of the session's identity map.
     newest_first = (
-        select(DataBatch.records)
+        select(DataBatch.parquet)
         .where(DataBatch.pipeline_id == pipeline_id, DataBatch.received_at > since)
         .order_by(DataBatch.id.desc())
     )
-    records: list[Any] = []
-    for batch_records in session.scalars(newest_first):
-        records.extend(batch_records)
-        if len(records) >= MAX_ROWS:
+    tables: list[pa.Table] = []
+    rows = 0
+    for data in session.scalars(newest_first):
+        tables.append(stored.decode(data))
+        rows += tables[-1].num_rows
+        if rows >= MAX_ROWS:
             break
-    return pd.DataFrame.from_records(records[:MAX_ROWS])
+    return stored.frame(tables).head(MAX_ROWS)

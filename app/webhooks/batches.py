@@ -7,12 +7,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.datasources import stored
 from app.datasources.models import DataBatch
 from app.pipelines.models import Pipeline
 from app.pipelines.service import spec_of
-from app.webhooks import bodies, columns, values
-from app.webhooks.bodies import RawBatch, invalid
-from app.webhooks.values import MAX_ERRORS, Cell, CellError
+from app.webhooks import bodies, columns, tables
 
 
 def store(
@@ -22,49 +21,16 @@ def store(
     raw = bodies.read(body, content_type)
     rules = columns.rules_for(spec_of(pipeline), _newest_columns(session, pipeline.id))
     columns.check(raw, rules)
-    numeric = _numeric_columns(raw, _first_batch_kinds(session, pipeline.id))
+    table = tables.build(raw, _first_batch_kinds(session, pipeline.id))
     batch = DataBatch(
         pipeline_id=pipeline.id,
-        row_count=len(raw.rows),
+        row_count=table.num_rows,
         columns=raw.columns,
-        records=_records(raw, numeric),
+        parquet=stored.encode(table),
     )
     session.add(batch)
     session.flush()
     return batch
-
-
-def _records(raw: RawBatch, numeric: set[str]) -> list[dict[str, Cell]]:
-    errors: list[dict[str, str]] = []
-    records: list[dict[str, Cell]] = []
-    for i, row in enumerate(raw.rows):
-        record: dict[str, Cell] = {}
-        for column in raw.columns:
-            try:
-                record[column] = _cell(row.get(column), column in numeric)
-            except CellError as error:
-                errors.append(values.at(i, column, error))
-                if len(errors) == MAX_ERRORS:
-                    raise invalid(errors) from None
-        records.append(record)
-    if errors:
-        raise invalid(errors)
-    return records
-
-
-def _cell(value: Any, numeric: bool) -> Cell:
-    cell = values.plain(value)
-    return values.numeric_cell(cell) if numeric else cell
-
-
-def _numeric_columns(raw: RawBatch, first_batch: dict[str, bool]) -> set[str]:
-    # The first batch decides a column's type; a column it left empty, this batch decides.
-    return {
-        column
-        for column in raw.columns
-        if first_batch.get(column)
-        or (column not in first_batch and values.mostly_numbers(r.get(column) for r in raw.rows))
-    }
 
 
 def _newest_columns(session: Session, pipeline_id: int) -> list[str] | None:
@@ -84,11 +50,11 @@ def _first_batch_kinds(session: Session, pipeline_id: int) -> dict[str, bool]:
     if first_id is None:
         return {}
     # Batches never change once stored, so the first batch's column kinds are worked out
-    # once per process instead of decoding and scanning its rows on every delivery.
+    # once per process instead of decoding its rows on every delivery.
     key = (pipeline_id, first_id)
     if (kinds := _FIRST_KINDS.get(key)) is None:
-        records = session.scalar(select(DataBatch.records).where(DataBatch.id == first_id))
-        kinds = values.numeric_in(records or [])
+        data = session.scalar(select(DataBatch.parquet).where(DataBatch.id == first_id))
+        kinds = {} if data is None else stored.numeric_kinds(stored.decode(data))
         if len(_FIRST_KINDS) >= MAX_CACHED_PIPELINES:
             _FIRST_KINDS.pop(next(iter(_FIRST_KINDS)))
         _FIRST_KINDS[key] = kinds

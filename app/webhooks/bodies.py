@@ -1,38 +1,51 @@
-"""Reading a posted body (JSON records, CSV or Parquet) into rows of column -> value."""
+"""Reading a posted body: JSON records as sent, CSV as text columns, Parquet as typed ones."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
 from dataclasses import dataclass
+from itertools import chain
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from app.core.errors import InvalidInput, field_error
 from app.core.problems import summary
 from app.webhooks.errors import UnsupportedMediaType
-from app.webhooks.values import MAX_ERRORS, NonFinite, parse_number
+from app.webhooks.values import CSV_MISSING, MAX_ERRORS, NonFinite
 
 PARQUET_MAGIC = b"PAR1"
 PARQUET_TYPES = frozenset({"application/vnd.apache.parquet", "application/x-parquet"})
 CSV_TYPES = frozenset({"text/csv", "application/csv"})
-# What pandas' read_csv reads as missing, so a posted CSV reads like a CSV source does.
-CSV_MISSING = frozenset(
-    {"", "#N/A", "#NA", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
-)
 ACCEPTED = "application/json, text/csv or application/vnd.apache.parquet"
+# The header is read as row 0 (and compared with the csv module's reading of it); quoted
+# values may hold newlines, as the csv module allows.
+CSV_READ = pcsv.ReadOptions(autogenerate_column_names=True)
+CSV_PARSE = pcsv.ParseOptions(newlines_in_values=True)
 
 
 @dataclass(frozen=True)
 class RawBatch:
-    """Parsed rows before any check. JSON rows may each lack or add keys; tabular rows cannot."""
+    """Parsed rows before any check: an Arrow table (CSV as text, Parquet typed) or JSON rows.
+
+    JSON rows may each lack or add keys; tabular rows cannot.
+    """
 
     columns: list[str]
-    rows: list[dict[str, Any]]
-    tabular: bool
+    row_count: int
+    table: pa.Table | None = None
+    records: list[dict[str, Any]] | None = None
+    # CSV: every cell is text still to be read as a number, a missing value or a word.
+    text: bool = False
+
+    @property
+    def tabular(self) -> bool:
+        return self.records is None
 
 
 def read(body: bytes, content_type: str | None) -> RawBatch:
@@ -49,7 +62,7 @@ def read(body: bytes, content_type: str | None) -> RawBatch:
     else:
         shown = media or "no Content-Type"
         raise UnsupportedMediaType(f"Cannot read {shown}: send {ACCEPTED}")
-    if not batch.rows:
+    if not batch.row_count:
         raise invalid([field_error("body.records", "is empty: send at least one row")])
     return batch
 
@@ -78,36 +91,83 @@ def _read_json(body: bytes) -> RawBatch:
     ]
     if errors:
         raise invalid(errors)
-    columns = dict.fromkeys(key for record in records for key in record)
-    return RawBatch(list(columns), records, tabular=False)
+    columns = dict.fromkeys(chain.from_iterable(records))
+    return RawBatch(list(columns), len(records), records=records)
 
 
 def _read_csv(body: bytes) -> RawBatch:
+    # The csv module defined what a posted CSV means before pyarrow read them; it still
+    # reads the header, and the whole body whenever pyarrow's reading differs or fails.
+    text = _utf8(body)
+    header = _csv_header(text)
+    names = [name.strip() for name in header]
+    _check_names(names)
+    table = _arrow_csv(body, header) or _python_csv(text, len(header))
+    return RawBatch(names, table.num_rows, table=table.rename_columns(names), text=True)
+
+
+def _utf8(body: bytes) -> str:
     try:
-        lines = list(csv.reader(io.StringIO(body.decode("utf-8-sig"), newline="")))
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise invalid([field_error("body", f"is not a readable UTF-8 CSV: {exc}")]) from None
-    lines = [line for line in lines if line]  # csv yields [] for blank lines
-    if not lines:
-        raise invalid([field_error("body.columns", "no header row: the first line names columns")])
-    header = [name.strip() for name in lines[0]]
-    _check_names(header)
+        return body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise _unreadable_csv(exc) from None
+
+
+def _csv_header(text: str) -> list[str]:
+    try:
+        for line in csv.reader(io.StringIO(text, newline="")):
+            if line:  # csv yields [] for blank lines
+                return line
+    except csv.Error as exc:
+        raise _unreadable_csv(exc) from None
+    raise invalid([field_error("body.columns", "no header row: the first line names columns")])
+
+
+def _arrow_csv(body: bytes, header: list[str]) -> pa.Table | None:
+    """Every column as text (missing-value words null), or None if pyarrow reads it otherwise."""
+    names = [f"f{i}" for i in range(len(header))]
+    convert = pcsv.ConvertOptions(
+        column_types=dict.fromkeys(names, pa.string()), null_values=sorted(CSV_MISSING)
+    )
+    data = pa.py_buffer(body)
+    if body.startswith(codecs.BOM_UTF8):
+        data = data.slice(len(codecs.BOM_UTF8))
+    try:
+        table = pcsv.read_csv(
+            pa.BufferReader(data),
+            read_options=CSV_READ,
+            parse_options=CSV_PARSE,
+            convert_options=convert,
+        )
+    except pa.ArrowInvalid:
+        return None  # mostly a row of another length: the csv module names each one
+    first = [column[0].as_py() for column in table.columns] if table.num_rows else []
+    if first != [None if name in CSV_MISSING else name for name in header]:
+        return None
+    return table.slice(1)
+
+
+def _python_csv(text: str, width: int) -> pa.Table:
+    try:
+        lines = [line for line in csv.reader(io.StringIO(text, newline="")) if line]
+    except csv.Error as exc:
+        raise _unreadable_csv(exc) from None
     errors = [
-        field_error(f"body.records.{i}", f"has {len(line)} values; the header has {len(header)}")
+        field_error(f"body.records.{i}", f"has {len(line)} values; the header has {width}")
         for i, line in enumerate(lines[1:])
-        if len(line) != len(header)
+        if len(line) != width
     ]
     if errors:
         raise invalid(errors)
-    rows = [dict(zip(header, map(_csv_cell, line), strict=True)) for line in lines[1:]]
-    return RawBatch(header, rows, tabular=True)
+    columns = zip(*lines[1:], strict=True) if len(lines) > 1 else [()] * width
+    arrays = [
+        pa.array([None if c in CSV_MISSING else c for c in cells], pa.string()) for cells in columns
+    ]
+    return pa.table(arrays, names=[f"f{i}" for i in range(width)])
 
 
-def _csv_cell(text: str) -> Any:
-    if text.strip() in CSV_MISSING:
-        return None
-    number = parse_number(text)
-    return text if number is None else number
+def _unreadable_csv(exc: Exception) -> InvalidInput:
+    return invalid([field_error("body", f"is not a readable UTF-8 CSV: {exc}")])
 
 
 def _read_parquet(body: bytes) -> RawBatch:
@@ -117,8 +177,7 @@ def _read_parquet(body: bytes) -> RawBatch:
         raise invalid([field_error("body", f"is not a readable Parquet file: {exc}")]) from None
     columns = [str(name) for name in table.column_names]
     _check_names(columns)
-    rows: list[dict[str, Any]] = table.to_pylist()
-    return RawBatch(columns, rows, tabular=True)
+    return RawBatch(columns, table.num_rows, table=table)
 
 
 def _check_names(names: list[str]) -> None:

@@ -64,17 +64,27 @@ def _tabular_errors(batch: RawBatch, rules: ColumnRules) -> Iterator[Error]:
 
 
 def _record_errors(batch: RawBatch, rules: ColumnRules) -> Iterator[Error]:
+    assert batch.records is not None
     for column in rules.batch:
         if column not in batch.columns:
             yield field_error("body.columns", f"missing column {column!r}: earlier batches have it")
-    for i, row in enumerate(batch.rows):
-        for column in rules.every_row:
-            if column not in row:
-                yield field_error(f"body.records.{i}.{column}", "missing required column")
-        for column in row:
-            if not _allowed(rules, column):
-                msg = f"unknown column: {rules.why_unknown}"
-                yield field_error(f"body.records.{i}.{column}", msg)
+    # Rows mostly share a few sets of keys: each set is checked once, and rows are only
+    # walked one by one to name the ones with a bad set.
+    shapes = {shape: list(_shape_errors(shape, rules)) for shape in set(map(tuple, batch.records))}
+    if not any(shapes.values()):
+        return
+    for i, row in enumerate(batch.records):
+        for column, msg in shapes[tuple(row)]:
+            yield field_error(f"body.records.{i}.{column}", msg)
+
+
+def _shape_errors(keys: tuple[str, ...], rules: ColumnRules) -> Iterator[tuple[str, str]]:
+    for column in rules.every_row:
+        if column not in keys:
+            yield column, "missing required column"
+    for column in keys:
+        if not _allowed(rules, column):
+            yield column, f"unknown column: {rules.why_unknown}"
 
 
 def _allowed(rules: ColumnRules, column: str) -> bool:

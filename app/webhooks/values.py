@@ -4,6 +4,9 @@ A column is numeric when the pipeline's first batch had only numbers in it; for 
 first batch did not fill (or for the first batch itself), when most of this batch's values are
 numbers. A numeric column then takes numbers, numeric strings and nulls only, so training
 never sees a stray word turn a number column into a category.
+
+These are the rules cell by cell; `arrays.py` applies them to whole columns at once and comes
+back here for the cells it cannot settle that way (and to word each refusal).
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ MAX_ERRORS = 20
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 INTEGER = re.compile(r"[+-]?\d+")
 Cell = None | bool | int | float | str
+# What pandas' read_csv reads as missing, so a posted CSV reads like a CSV source does.
+CSV_MISSING = frozenset(
+    {"", "#N/A", "#NA", "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"}
+)
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,20 @@ def parse_number(text: str) -> int | float | None:
     if not NUMBER.fullmatch(text):
         return None
     return int(text) if INTEGER.fullmatch(text) else float(text)
+
+
+def csv_cell(text: str) -> Cell:
+    """A CSV cell as read: missing, a number, or the text as sent."""
+    if text.strip() in CSV_MISSING:
+        return None
+    number = parse_number(text)
+    return text if number is None else number
+
+
+def cell(value: Any, numeric: bool) -> Cell:
+    """The value stored for `value` in a numeric or a categorical column; CellError if none."""
+    plain_value = plain(value)
+    return numeric_cell(plain_value) if numeric else plain_value
 
 
 def is_number(value: object) -> bool:
@@ -98,16 +119,6 @@ def numeric_cell(value: Cell) -> Cell:
     raise CellError(f"expected a number (this column is numeric), got {shown}")
 
 
-def numeric_in(records: Iterable[dict[str, Any]]) -> dict[str, bool]:
-    """Per column with a value: True if every value is a number (stored batches are plain)."""
-    kinds: dict[str, bool] = {}
-    for record in records:
-        for column, value in record.items():
-            if value is not None:
-                kinds[column] = kinds.get(column, True) and is_number(value)
-    return kinds
-
-
 def mostly_numbers(values: Iterable[Any]) -> bool:
     """More than half of the non-null values are numbers (bools and strings are not)."""
     numbers = others = 0
@@ -121,6 +132,6 @@ def mostly_numbers(values: Iterable[Any]) -> bool:
     return numbers > others
 
 
-def at(row: int, column: str, error: CellError) -> dict[str, str]:
+def at(row: int, column: str, message: str) -> dict[str, str]:
     """The 422 entry for one bad cell."""
-    return field_error(f"body.records.{row}.{column}", str(error))
+    return field_error(f"body.records.{row}.{column}", message)
