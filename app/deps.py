@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from app.auth import audit
+from app.auth import service as auth
+from app.auth.roles import Actor, Role
+from app.auth.usage import KeyUsage
 from app.core.db import SessionFactory, read_only_unit, unit_of_work
+from app.core.errors import Forbidden
 from app.core.settings import Settings
 from app.executors.thread import ThreadExecutor
 from app.registry.artifacts import LocalArtifactStore
@@ -31,6 +37,7 @@ class Services:
     models: ModelCache
     env: WorkerEnv
     scheduler: TimeScheduler
+    key_usage: KeyUsage
 
 
 def get_services(request: Request) -> Services:
@@ -63,9 +70,53 @@ def get_read_session(services: ServicesDep) -> Iterator[Session]:
 ReadSessionDep = Annotated[Session, Depends(get_read_session, scope="function")]
 
 
-def get_actor() -> str:
-    """Who is asking; API keys replace this with the key's name."""
-    return "anonymous"
+# auto_error=False: a missing key is our own 401 problem+json, not FastAPI's 403.
+_bearer = HTTPBearer(
+    auto_error=False, description="An API key, sent as `Authorization: Bearer mlops_…`"
+)
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-ActorDep = Annotated[str, Depends(get_actor)]
+def get_actor(services: ServicesDep, credentials: Credentials) -> Actor:
+    """Who is asking: the actor of the request's API key; 401 without a live one."""
+    return auth.authenticate(
+        engine=services.engine,
+        settings=services.settings,
+        token=credentials.credentials if credentials else None,
+        usage=services.key_usage,
+    )
+
+
+def require(role: Role) -> Callable[[Actor], Actor]:
+    """A dependency that lets through actors whose role is `role` or above; 403 otherwise."""
+
+    def dependency(actor: Annotated[Actor, Depends(get_actor)]) -> Actor:
+        if not actor.role.allows(role):
+            raise Forbidden(
+                f"This needs the {role} role; {actor.label} has {actor.role}",
+                extra={"required_role": role.value, "role": actor.role.value},
+            )
+        return actor
+
+    dependency.__name__ = f"require_{role}"
+    return dependency
+
+
+# Every route names one of these: the least role that may call it.
+ViewerDep = Annotated[Actor, Depends(require(Role.viewer))]
+OperatorDep = Annotated[Actor, Depends(require(Role.operator))]
+AdminDep = Annotated[Actor, Depends(require(Role.admin))]
+
+
+def audited(action: str) -> Any:
+    """A route dependency recording `action` on the route's pipeline when the route succeeds,
+    in the route's own transaction (for routes whose body does not record it itself)."""
+
+    def dependency(
+        request: Request, actor: Annotated[Actor, Depends(get_actor)], session: SessionDep
+    ) -> Iterator[None]:
+        yield
+        target = f"pipelines/{request.path_params.get('name', '')}"
+        audit.record(session=session, actor=actor, action=action, target=target)
+
+    return Depends(dependency, scope="function")

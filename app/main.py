@@ -12,8 +12,13 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from app import __version__
+from app.auth import usage
+from app.auth.bootstrap import bootstrap
+from app.auth.router import router as auth_router
 from app.core.db import make_engine, make_session_factory
+from app.core.limits import BodyLimitMiddleware, Limit, limit_by_path
 from app.core.problems import install_problem_handlers
+from app.core.redact import redact_url_logs
 from app.core.settings import Settings, get_settings
 from app.deps import Services
 from app.executors.thread import ThreadExecutor
@@ -48,7 +53,10 @@ def build_services(settings: Settings) -> Services:
     env = WorkerEnv(factory, settings, artifacts, executor, recovery.owner_id(), models)
     executor.bind(lambda run_id: _execute(run_id, env))
     scheduler = TimeScheduler(clock, factory, executor.submit, settings.reconcile_s)
-    return Services(settings, engine, factory, clock, executor, artifacts, models, env, scheduler)
+    key_usage = usage.KeyUsage(factory)
+    return Services(
+        settings, engine, factory, clock, executor, artifacts, models, env, scheduler, key_usage
+    )
 
 
 def _execute(run_id: int, env: WorkerEnv) -> None:
@@ -60,7 +68,9 @@ def _execute(run_id: int, env: WorkerEnv) -> None:
 
 
 def start(services: Services) -> None:
-    """Start the clock, recover what a previous process left, schedule housekeeping."""
+    """Make the first admin key if needed, start the clock, recover what a previous process
+    left, schedule housekeeping."""
+    bootstrap(services.settings, services.factory)
     services.clock.start()
     recovery.recover_at_start(services.env)
     services.scheduler.start()
@@ -71,6 +81,7 @@ def start(services: Services) -> None:
     services.clock.every(
         settings.lease_s / 2, "reap-lost-runs", lambda: recovery.reap_lost(services.env)
     )
+    services.clock.every(usage.FLUSH_S, "key-last-used", services.key_usage.flush)
 
 
 def stop(services: Services) -> None:
@@ -82,7 +93,29 @@ def stop(services: Services) -> None:
         time.sleep(0.05)
     recovery.interrupt_owned(services.env)
     services.clock.shutdown(wait=False)
+    _flush_key_usage(services)
     services.engine.dispose()
+
+
+def _flush_key_usage(services: Services) -> None:
+    try:
+        services.key_usage.flush()
+    except Exception:
+        # Losing a few `last_used_at` updates must not stop a shutdown.
+        log.exception("could not record when API keys were last used")
+
+
+def _limit_bodies(app: FastAPI, settings: Settings) -> None:
+    """MLOPS_MAX_BODY_BYTES for every body; the new-data webhook has its own, larger limit."""
+    limit_for = limit_by_path(
+        lambda: Limit(settings.max_body_bytes, "MLOPS_MAX_BODY_BYTES"),
+        {
+            f"{API}/pipelines/[^/]+/data": lambda: Limit(
+                settings.webhook_max_bytes, "MLOPS_WEBHOOK_MAX_BYTES"
+            )
+        },
+    )
+    app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -112,6 +145,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.services = services
     install_problem_handlers(app)
+    _limit_bodies(app, services.settings)
+    redact_url_logs()
     install_docs(app)
     app.include_router(ops_router)
     app.include_router(pipelines_router, prefix=API)
@@ -119,4 +154,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(registry_router, prefix=API)
     app.include_router(monitoring_router, prefix=API)
     app.include_router(webhooks_router, prefix=API)
+    app.include_router(auth_router, prefix=API)
     return app

@@ -9,6 +9,7 @@ import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Table, create_engine, text
@@ -19,11 +20,24 @@ from app.core import migrate
 from app.core.models import Base
 from app.core.settings import Settings
 from app.main import create_app
-from tests.server import Server
+from tests.server import ADMIN_TOKEN, Server
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from fastapi.testclient import TestClient
+    from fastapi.testclient import TestClient as _TestClient
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+class TestClient(_TestClient):
+    """Starlette's TestClient sending the test admin key (settings.admin_token) by default."""
+
+    __test__ = False  # not a test class, whatever pytest thinks of the name
+
+    def __init__(self, app: Any, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.headers.setdefault("Authorization", ADMIN["Authorization"])
+
 
 PG_ADMIN_URL = os.environ.get(
     "MLOPS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -135,6 +149,7 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         workers=2,
         # Runs still going when a test ends are ended at once, not waited for.
         shutdown_grace_s=0,
+        admin_token=ADMIN_TOKEN,
     )
 
 

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import httpx
 
+# The admin key every test server and in-process app accepts (MLOPS_ADMIN_TOKEN).
+ADMIN_TOKEN = "mlops-test-admin-token-0123456789abcdef"
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -20,7 +23,11 @@ def free_port() -> int:
 
 
 class Server:
-    """`mlops serve` on a free port with its own data dir; start, kill, restart."""
+    """`mlops serve` on a free port with its own data dir; start, kill, restart.
+
+    It accepts ADMIN_TOKEN unless `MLOPS_ADMIN_TOKEN=""` is passed, which leaves it to make
+    its bootstrap key (in `$MLOPS_DATA_DIR/admin-token`) as a first start does.
+    """
 
     def __init__(self, workdir: Path, database_url: str | None = None, **env: str) -> None:
         self.workdir = workdir
@@ -30,6 +37,7 @@ class Server:
             **os.environ,
             "MLOPS_DATA_DIR": str(workdir / ".mlops"),
             "MLOPS_SOURCE_DIRS": str(workdir),
+            "MLOPS_ADMIN_TOKEN": ADMIN_TOKEN,
             **({"MLOPS_DATABASE_URL": database_url} if database_url else {}),
             **env,
         }
@@ -68,5 +76,15 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    @property
+    def token(self) -> str | None:
+        """An admin key: MLOPS_ADMIN_TOKEN, else the bootstrap key the server wrote."""
+        if self.env.get("MLOPS_ADMIN_TOKEN"):
+            return self.env["MLOPS_ADMIN_TOKEN"]
+        path = Path(self.env["MLOPS_DATA_DIR"]) / "admin-token"
+        return path.read_text().strip() if path.exists() else None
+
     def api(self) -> httpx.Client:
-        return httpx.Client(base_url=f"{self.url}/api/v1", timeout=30)
+        """A client of /api/v1 sending the admin key."""
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        return httpx.Client(base_url=f"{self.url}/api/v1", timeout=30, headers=headers)

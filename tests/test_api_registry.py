@@ -97,7 +97,7 @@ class TestPromotionAndRollback:
             ("promote", None, 1),
         ]
         assert ledger[1]["reason"] == "v2 misbehaves"
-        assert ledger[1]["actor"] == "anonymous"
+        assert ledger[1]["actor"] == "admin token (MLOPS_ADMIN_TOKEN)"
         assert ledger[3]["actor"] == "system"
         assert "candidate" in ledger[3]["evidence"]
         stages = [m["stage"] for m in client.get(f"{BASE}/models").json()]

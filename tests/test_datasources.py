@@ -28,6 +28,7 @@ from app.core.db import Base, make_engine, make_session_factory
 from app.core.errors import SourceError
 from app.core.settings import Settings
 from app.core.time import set_clock
+from app.datasources import stored
 from app.datasources.models import DataBatch
 from app.datasources.service import describe_source, load_frame
 from app.pipelines.models import Pipeline
@@ -58,7 +59,9 @@ def data_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(data_dir: Path) -> Settings:
-    return Settings(source_dirs=[data_dir], http_source_timeout_s=5.0)
+    # Any database URL: these tests are about reading one (tests/test_security_sources.py
+    # covers which databases a spec may name).
+    return Settings(source_dirs=[data_dir], http_source_timeout_s=5.0, sql_url_allow=".*")
 
 
 @pytest.fixture
@@ -608,7 +611,7 @@ def add_batch(
             received_at=NOW - timedelta(days=days_ago),
             row_count=len(records),
             columns=list(records[0]) if records else [],
-            records=records,
+            parquet=stored.encode(pa.Table.from_pylist(records)),
         )
     )
 
@@ -669,7 +672,8 @@ def test_no_ingested_rows_is_an_empty_frame(session: Session, clock: datetime) -
 
 
 def test_loading_ingested_rows_never_flushes_the_session(session: Session, ingested: int) -> None:
-    pending = DataBatch(pipeline_id=ingested, row_count=1, columns=["n"], records=[{"n": 5}])
+    parquet = stored.encode(pa.table({"n": [5]}))
+    pending = DataBatch(pipeline_id=ingested, row_count=1, columns=["n"], parquet=parquet)
     session.add(pending)
 
     frame = load_ingested(session, ingested)

@@ -13,12 +13,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
 from app.core.db import unit_of_work
+from app.datasources import stored
 from app.datasources.models import DataBatch
 from app.pipelines import service as pipelines
 from app.registry import service as registry
@@ -210,15 +212,14 @@ def create_and_train(client: Any, tmp_path: Path, **trigger: Any) -> None:
 
 def ingest(client: Any, frame: pd.DataFrame) -> None:
     """Store a batch as the new-data webhook would."""
-    records = json.loads(frame.to_json(orient="records"))
     with unit_of_work(client.app.state.services.factory) as session:
         pipeline = pipelines.get(session=session, name=NAME)
         session.add(
             DataBatch(
                 pipeline_id=pipeline.id,
-                row_count=len(records),
+                row_count=len(frame),
                 columns=list(frame.columns),
-                records=records,
+                parquet=stored.encode(pa.Table.from_pandas(frame, preserve_index=False)),
             )
         )
 

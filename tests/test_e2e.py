@@ -80,7 +80,8 @@ class Cli:
 @pytest.fixture(params=BACKENDS)
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
     url = create_pg_database() if request.param == "postgresql" else None
-    instance = Server(tmp_path, database_url=url)
+    # No MLOPS_ADMIN_TOKEN: the CLI finds the key `serve` bootstraps, as on a first start.
+    instance = Server(tmp_path, database_url=url, MLOPS_ADMIN_TOKEN="")
     try:
         yield instance.start()
     finally:

@@ -13,6 +13,7 @@ from app.core.settings import Settings
 from app.main import create_app
 from tests.conftest import TestClient
 from tests.factories import churn_frame, pipeline_spec, wait_for_run, write_csv
+from tests.server import ADMIN_TOKEN
 
 
 def test_healthz(client: Any) -> None:
@@ -58,7 +59,9 @@ def test_unknown_route_is_problem_json(client: Any) -> None:
 def test_reads_do_not_wait_for_a_writer_on_sqlite(tmp_path: Path) -> None:
     path = tmp_path / "mlops.db"
     migrate.upgrade(f"sqlite:///{path}")
-    settings = Settings(database_url=f"sqlite:///{path}", data_dir=tmp_path / ".mlops")
+    settings = Settings(
+        database_url=f"sqlite:///{path}", data_dir=tmp_path / ".mlops", admin_token=ADMIN_TOKEN
+    )
     with TestClient(create_app(settings)) as client:
         client.post("/api/v1/pipelines", json=pipeline_spec())
         writer = sqlite3.connect(path, isolation_level=None)

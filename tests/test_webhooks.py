@@ -16,12 +16,19 @@ from typing import Any
 
 import httpx
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from sqlalchemy import create_engine, func, select
 
+from app.core.db import unit_of_work
 from app.core.settings import Settings
 from app.core.time import set_clock, utcnow
+from app.datasources import stored
 from app.datasources.models import DataBatch
+from app.datasources.service import load_frame
+from app.pipelines import service as pipelines
+from app.pipelines.spec import IngestedSource
 from app.webhooks.models import WebhookDelivery
 from tests.factories import churn_frame, pipeline_spec, wait_for_run
 from tests.server import Server
@@ -89,8 +96,8 @@ def batch_rows(settings: Settings) -> list[list[dict[str, Any]]]:
     try:
         with engine.connect() as connection:
             return [
-                list(r)
-                for r in connection.scalars(select(DataBatch.records).order_by(DataBatch.id))
+                stored.decode(data).to_pylist()
+                for data in connection.scalars(select(DataBatch.parquet).order_by(DataBatch.id))
             ]
     finally:
         engine.dispose()
@@ -415,6 +422,150 @@ class TestColumns:
         )
         assert errors_of(post(client, b"PAR1nope", secret, PARQUET))[0]["loc"] == "body"
         assert batch_count(settings) == 0
+
+
+# --- big batches, and what is stored ------------------------------------------------------
+
+
+def big_csv(rows: int, bad_row: int | None = None) -> bytes:
+    lines = ["age,monthly_spend,plan,churned"]
+    lines += [
+        f"{'forty' if i == bad_row else 20 + i % 50},{i / 7:.3f},{'pro' if i % 3 else ''},{i % 2}"
+        for i in range(rows)
+    ]
+    return "\n".join(lines).encode()
+
+
+def ingested_frame(client: Any) -> pd.DataFrame:
+    """The pipeline's rows as its `ingested` source loads them for training."""
+    services = client.app.state.services
+    with unit_of_work(services.factory) as session:
+        pipeline = pipelines.get(session=session, name=NAME)
+        return load_frame(
+            IngestedSource(kind="ingested"),
+            pipeline_id=pipeline.id,
+            session=session,
+            settings=services.settings,
+        )
+
+
+MIXED_ROWS: list[dict[str, Any]] = [
+    {"age": 31, "monthly_spend": 50.5, "plan": "pro", "seen_at": "2024-06-01T10:00:00+00:00"},
+    {"age": 44, "monthly_spend": None, "plan": None, "seen_at": "2024-06-02T11:30:00+00:00"},
+    {"age": None, "monthly_spend": 7.0, "plan": "basic", "seen_at": None},
+]
+
+
+def mixed_bodies() -> dict[str, bytes]:
+    """MIXED_ROWS (with churned) as a sender would write them in each format."""
+    rows = [{**row, "churned": i % 2} for i, row in enumerate(MIXED_ROWS)]
+    table = pa.Table.from_pylist(rows).set_column(
+        3, "seen_at", pa.array([pd.Timestamp(r["seen_at"]) if r["seen_at"] else None for r in rows])
+    )
+    sink = io.BytesIO()
+    pq.write_table(table, sink)
+    csv = ["age,monthly_spend,plan,seen_at,churned"] + [
+        ",".join("" if v is None else str(v) for v in row.values()) for row in rows
+    ]
+    return {
+        JSON: json.dumps({"records": rows}).encode(),
+        "text/csv": "\n".join(csv).encode(),
+        PARQUET: sink.getvalue(),
+    }
+
+
+class TestStoredBatches:
+    def test_a_bad_value_deep_in_a_10k_row_csv_is_named(
+        self, client: Any, settings: Settings
+    ) -> None:
+        secret = create(client)
+        # The first batch decides the column is numeric (most ages are numbers) and is refused.
+        expected = [
+            {
+                "loc": "body.records.9876.age",
+                "msg": "expected a number (this column is numeric), got 'forty'",
+            }
+        ]
+        assert errors_of(post(client, big_csv(10_000, 9876), secret, "text/csv")) == expected
+        accepted = post(client, big_csv(10_000), secret, "text/csv")
+        assert accepted.status_code == 202, accepted.text
+        assert accepted.json()["rows"] == 10_000
+        assert errors_of(post(client, big_csv(10_000, 9876), secret, "text/csv")) == expected
+        assert batch_count(settings) == 1
+
+    def test_many_bad_cells_are_reported_row_by_row(self, client: Any) -> None:
+        secret = create(client)
+        assert post(client, big_csv(10), secret, "text/csv").status_code == 202
+        lines = ["age,monthly_spend,plan,churned"] + [
+            f"{'x' if i % 2 else 1},{'y' if i % 3 == 0 else 1.5},pro,0" for i in range(40)
+        ]
+        errors = errors_of(post(client, "\n".join(lines).encode(), secret, "text/csv"))
+        locs = [e["loc"] for e in errors]
+        assert len(locs) == 20
+        assert locs[:5] == [
+            "body.records.0.monthly_spend",
+            "body.records.1.age",
+            "body.records.3.age",
+            "body.records.3.monthly_spend",
+            "body.records.5.age",
+        ]
+
+    def test_json_bad_values_deep_in_a_big_batch_are_named(self, client: Any) -> None:
+        secret = create(client)
+        rows = churn_frame(5_000).to_dict(orient="records")
+        body = json.dumps({"records": rows}).encode()
+        at = body.rindex(b'"monthly_spend": ') + len(b'"monthly_spend": ')
+        end = body.index(b",", at)
+        errors = errors_of(post(client, body[:at] + b"Infinity" + body[end:], secret))
+        assert errors == [
+            {
+                "loc": "body.records.4999.monthly_spend",
+                "msg": "Infinity is not valid JSON; send null for a missing value",
+            }
+        ]
+
+    def test_parquet_values_are_checked_like_the_others(self, client: Any) -> None:
+        secret = create(client)
+        assert post(client, records(churn_frame(5)), secret).status_code == 202
+        frame = churn_frame(3).astype({"age": str})
+        frame.loc[1, "age"] = "old"
+        errors = errors_of(post(client, parquet(frame), secret, PARQUET))
+        assert errors == [
+            {
+                "loc": "body.records.1.age",
+                "msg": "expected a number (this column is numeric), got 'old'",
+            }
+        ]
+        frame.loc[1, "age"] = " 41 "  # a numeric string is a number
+        assert post(client, parquet(frame), secret, PARQUET).status_code == 202
+
+    def test_the_three_body_types_read_back_identically(self, client: Any) -> None:
+        secret = create(client)
+        for content_type, body in mixed_bodies().items():
+            response = post(client, body, secret, content_type)
+            assert response.status_code == 202, (content_type, response.text)
+        frame = ingested_frame(client)
+        assert list(frame.columns) == ["age", "monthly_spend", "plan", "seen_at", "churned"]
+        n = len(MIXED_ROWS)
+        json_rows, csv_rows, parquet_rows = (
+            frame.iloc[i * n : (i + 1) * n].reset_index(drop=True) for i in range(3)
+        )
+        pd.testing.assert_frame_equal(csv_rows, json_rows)
+        pd.testing.assert_frame_equal(parquet_rows, json_rows)
+        assert json_rows["age"].tolist()[:2] == [31, 44] and pd.isna(json_rows["age"][2])
+        assert json_rows["plan"].tolist()[0] == "pro" and pd.isna(json_rows["plan"][1])
+        assert json_rows["seen_at"][1] == "2024-06-02T11:30:00+00:00"
+
+    def test_a_category_column_stores_numbers_as_text(
+        self, client: Any, settings: Settings
+    ) -> None:
+        secret = create(client)
+        assert post(client, records(churn_frame(5)), secret).status_code == 202
+        body = b'{"records": [{"age": 1, "monthly_spend": 2, "plan": 3, "churned": 0}]}'
+        assert post(client, body, secret).status_code == 202
+        assert batch_rows(settings)[1] == [
+            {"age": 1, "monthly_spend": 2, "plan": "3", "churned": 0}
+        ]
 
 
 # --- idempotency -----------------------------------------------------------------------

@@ -44,12 +44,17 @@ def segment(value: str) -> str:
     return quote(value, safe="")
 
 
+def token_file() -> Path:
+    """Where `mlops serve` writes its bootstrap admin key (the same default data dir)."""
+    return Path(os.environ.get("MLOPS_DATA_DIR") or ".mlops") / "admin-token"
+
+
 def read_token() -> str | None:
     """MLOPS_TOKEN, else the admin token file that `mlops serve` writes into its data dir."""
     token = os.environ.get("MLOPS_TOKEN", "").strip()
     if token:
         return token
-    path = Path(os.environ.get("MLOPS_DATA_DIR") or ".mlops") / "admin-token"
+    path = token_file()
     try:
         return path.read_text().strip() or None
     except OSError:
@@ -130,6 +135,8 @@ def connect(url: str) -> Iterator[Client]:
     except ApiError as exc:
         # The detail names the first bad field; list the others under it.
         more = [f"{e.get('loc')}: {e.get('msg')}" for e in exc.errors[1:] if isinstance(e, dict)]
+        if exc.status == 401:
+            more.append(f"The CLI sends MLOPS_TOKEN, else the key in {token_file()}")
         fail(exc.detail, code=1, more=more)
     except Unreachable as exc:
         fail(str(exc), code=2)

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli import models, pipelines, runs
+from app.cli import keys, models, pipelines, runs
 
 app = typer.Typer(help="mlops: a retraining control plane.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -14,6 +14,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(pipelines.app, name="pipeline")
 app.add_typer(models.app, name="model")
 app.add_typer(runs.app, name="run")
+app.add_typer(keys.app, name="key")
 
 
 @app.command()

@@ -182,6 +182,21 @@ def models_table(items: list[Json]) -> Table:
     return table
 
 
+def keys_table(items: list[Json]) -> Table:
+    table = _table("Id", "Name", "Role", "Prefix", "Created", "Last used", "State")
+    for key in items:
+        table.add_row(
+            str(key["id"]),
+            key["name"],
+            key["role"],
+            key["prefix"],
+            format_time(key["created_at"])[:10],  # the day is enough; the table fits 100 columns
+            format_time(key["last_used_at"]),
+            Text("revoked", style="red") if key["revoked_at"] else "active",
+        )
+    return table
+
+
 def steps_table(run: Json) -> Table:
     table = _table("Step", "Status", "Took", "Detail")
     for step in run["steps"]:

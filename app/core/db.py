@@ -47,6 +47,10 @@ SessionFactory = Callable[[], Session]
 # One lock per SQLite engine: this process's writers queue on it (see unit_of_work).
 _WRITER_TURNS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
 READ_ONLY = "mlops_read_only"
+# Ids are 32-bit integers on every backend; a larger number names no row, and binding one
+# overflows SQLite's driver. Offsets get the same bound.
+MAX_ID = 2**31 - 1
+MAX_OFFSET = MAX_ID
 
 
 def make_engine(url: str) -> Engine:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 
 class DomainError(Exception):
     status_code = 400
     title = "Bad request"
+    # Response headers the error calls for (e.g. WWW-Authenticate on a 401).
+    headers: Mapping[str, str] = {}
 
     def __init__(self, detail: str, *, extra: dict[str, Any] | None = None) -> None:
         super().__init__(detail)
@@ -23,6 +26,26 @@ class NotFound(DomainError):
 class Conflict(DomainError):
     status_code = 409
     title = "Conflict"
+
+
+class Unauthorized(DomainError):
+    """No credential, or one that is wrong or revoked (RFC 9110 section 15.5.2)."""
+
+    status_code = 401
+    title = "Unauthorized"
+
+    def __init__(self, detail: str, *, invalid: bool = False) -> None:
+        super().__init__(detail)
+        # RFC 6750: say the token was refused, so clients know not to retry it as it is.
+        challenge = 'Bearer realm="mlops"' + (', error="invalid_token"' if invalid else "")
+        self.headers = {"WWW-Authenticate": challenge}
+
+
+class Forbidden(DomainError):
+    """A valid credential whose role is too small for the route."""
+
+    status_code = 403
+    title = "Forbidden"
 
 
 class InvalidInput(DomainError):
@@ -49,6 +72,13 @@ class ArtifactError(DomainError):
 class DeploymentFailed(DomainError):
     status_code = 502
     title = "Deployment failed"
+
+
+class TooLarge(DomainError):
+    """A request body over its size limit; it was not read (RFC 9110 section 15.5.14)."""
+
+    status_code = 413
+    title = "Payload too large"
 
 
 class SourceError(DomainError):

@@ -1,5 +1,6 @@
 """Imports every domain's models so the metadata is complete (Alembic, tests)."""
 
+from app.auth.models import ApiKey, AuditEntry
 from app.core.db import Base
 from app.datasources.models import DataBatch
 from app.monitoring.models import MetricObservation
@@ -9,6 +10,8 @@ from app.runs.models import Run, RunStep
 from app.webhooks.models import WebhookDelivery
 
 __all__ = [
+    "ApiKey",
+    "AuditEntry",
     "Base",
     "DataBatch",
     "MetricObservation",

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.errors import DomainError
+from app.core.openapi import install_problem_schema
+from app.core.untrusted import PATTERN_HINTS, unreadable
 
 log = logging.getLogger(__name__)
 PROBLEM = "application/problem+json"
@@ -24,14 +28,28 @@ def problem(status: int, title: str, detail: str, request: Request, **extra: Any
     return JSONResponse(body, status_code=status, media_type=PROBLEM)
 
 
-def _loc(parts: tuple[int | str, ...]) -> str:
+def dotted(parts: tuple[int | str, ...]) -> str:
+    """A field path as `a.b.0.c`; a key that is empty or holds a dot is quoted (`a."".c`)."""
     # FastAPI prefixes 'body'/'query'/...; keep it, it tells the caller where to look.
-    return ".".join(str(p) for p in parts)
+    return ".".join(_part(p) for p in parts)
+
+
+def _part(part: int | str) -> str:
+    text = str(part)
+    return text if text and "." not in text else json.dumps(text)
 
 
 def validation_errors(errors: list[Any]) -> list[dict[str, str]]:
     """Pydantic errors as [{loc, msg}] with dotted field paths."""
-    return [{"loc": _loc(tuple(e["loc"])), "msg": str(e["msg"])} for e in errors]
+    return [{"loc": dotted(tuple(e["loc"])), "msg": _message(e)} for e in errors]
+
+
+def _message(error: Any) -> str:
+    if error.get("type") == "string_pattern_mismatch":
+        hint = PATTERN_HINTS.get(str(error.get("ctx", {}).get("pattern")))
+        if hint is not None:
+            return hint
+    return str(error["msg"])
 
 
 def summary(errors: list[dict[str, str]]) -> str:
@@ -45,7 +63,9 @@ def summary(errors: list[dict[str, str]]) -> str:
 
 async def _domain(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
-    return problem(exc.status_code, exc.title, exc.detail, request, **exc.extra)
+    response = problem(exc.status_code, exc.title, exc.detail, request, **exc.extra)
+    response.headers.update(exc.headers)
+    return response
 
 
 async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
@@ -56,6 +76,8 @@ async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.detail == "There was an error parsing the body" and exc.__cause__ is not None:
+        return _unreadable_body(request, exc.__cause__)
     detail = exc.detail if isinstance(exc.detail, str) else "Error"
     response = problem(exc.status_code, detail, detail, request)
     for key, value in (exc.headers or {}).items():
@@ -63,13 +85,39 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
+def _unreadable_body(request: Request, cause: BaseException) -> JSONResponse:
+    """FastAPI's "error parsing the body" (not UTF-8, nested too deeply, an integer of
+    thousands of digits), saying which."""
+    if isinstance(cause, RecursionError):
+        reason = "is nested too deeply"
+    elif isinstance(cause, UnicodeDecodeError):
+        reason = f"is not UTF-8 text: {cause.reason} at byte {cause.start}"
+    elif isinstance(cause, ValueError):
+        reason = unreadable(cause)
+    else:
+        reason = f"could not be parsed: {' '.join(str(cause).split())[:200]}"
+    errors = [{"loc": "body", "msg": reason}]
+    # 422, as FastAPI answers a JSON syntax error and the spec routes any unreadable body.
+    return problem(422, "Invalid input", f"body: {reason}", request, errors=errors)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    if _is_nul_refused(exc):
+        # Inputs are checked for NUL characters where they are read; this is the net for a
+        # text value that reached PostgreSQL anyway. The transaction was rolled back.
+        reason = "A text value contains a NUL character (\\u0000), which cannot be stored"
+        return problem(422, "Invalid input", reason, request)
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem(500, "Internal server error", "An unexpected error occurred", request)
 
 
+def _is_nul_refused(exc: Exception) -> bool:
+    return isinstance(exc, DataError) and "NUL (0x00)" in str(exc.orig)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
-    """Register the handlers on the app."""
+    """Register the handlers on the app, and document their answers in its OpenAPI schema."""
+    install_problem_schema(app)
     app.add_exception_handler(DomainError, _domain)
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(StarletteHTTPException, _http)

@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIN_ADMIN_TOKEN_LENGTH = 32
+CONNECTION_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MLOPS_", extra="ignore")
+    # hide_input_in_errors: a bad value may be a token or a URL with a password in it.
+    model_config = SettingsConfigDict(
+        env_prefix="MLOPS_", extra="ignore", hide_input_in_errors=True
+    )
 
     data_dir: Path = Path(".mlops")
     database_url: str | None = None
@@ -21,7 +28,8 @@ class Settings(BaseSettings):
     executor: Literal["thread", "celery"] = "thread"
     workers: int = Field(default=4, ge=1, le=256)
     auth: Literal["enabled", "disabled"] = "enabled"
-    admin_token: str | None = None
+    # A SecretStr: printing the settings (or a validation error) never shows it.
+    admin_token: SecretStr | None = None
     allowed_estimators: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["sklearn."])
     http_source_timeout_s: float = 30.0
     http_source_max_bytes: int = 512 * 1024 * 1024
@@ -33,12 +41,59 @@ class Settings(BaseSettings):
     webhook_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
     # A repeated delivery key within this window gets the first answer; later it is new.
     webhook_idempotency_s: float = Field(default=86400.0, gt=0)
+    # Every other request body (specs, metrics, predictions); past it: 413, nothing read.
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1)
+    # SQL sources: named connections (`name=url` pairs, whitespace-separated) that a spec
+    # references as `connection`, and a pattern a spec's own `url` must match in full.
+    # Neither is set by default: a pipeline author can then read only SQLite files in the
+    # source directories, never a database server (least of all ours).
+    sql_connections: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    sql_url_allow: str | None = None
 
     @field_validator("source_dirs", mode="before")
     @classmethod
     def _split_paths(cls, value: object) -> object:
         if isinstance(value, str):
             return [Path(p) for p in value.split(os.pathsep) if p]
+        return value
+
+    @field_validator("admin_token", mode="before")
+    @classmethod
+    def _strong_token(cls, value: object) -> object:
+        # Empty means unset (`MLOPS_ADMIN_TOKEN=` in a compose file); a short token would be
+        # an admin credential guessable offline.
+        if value == "":
+            return None
+        if isinstance(value, str) and len(value) < MIN_ADMIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_ADMIN_TOKEN_LENGTH} characters; "
+                "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return value
+
+    @field_validator("sql_connections", mode="before")
+    @classmethod
+    def _split_connections(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        pairs = [item.partition("=") for item in value.split()]
+        bad = [
+            name for name, eq, url in pairs if not (eq and CONNECTION_NAME.fullmatch(name) and url)
+        ]
+        if bad:
+            raise ValueError(
+                "expected whitespace-separated name=url pairs (names: letters, digits, _ or -)"
+            )
+        return {name: url for name, _, url in pairs}
+
+    @field_validator("sql_url_allow")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {exc}") from None
         return value
 
     @field_validator("allowed_estimators", mode="before")

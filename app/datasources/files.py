@@ -47,7 +47,11 @@ def resolve_local_path(raw: str, settings: Settings) -> Path:
     roots = [root.resolve() for root in settings.source_dirs]
     # The service's own files (its SQLite database with webhook secrets, the artifacts) sit in
     # the working directory by default; a pipeline must never read them as data.
-    private = [settings.data_dir.resolve(), settings.resolved_artifact_dir]
+    private = [
+        settings.data_dir.resolve(),
+        settings.resolved_artifact_dir,
+        *_own_database(settings),
+    ]
     given = Path(raw)
     candidates = [given] if given.is_absolute() else [root / given for root in roots]
     # Containment is checked before existence, so probing outside the roots learns nothing.
@@ -65,6 +69,17 @@ def resolve_local_path(raw: str, settings: Settings) -> Path:
         if real.is_file():
             return real
     raise SourceError(f"Data source not found: {raw}")
+
+
+def _own_database(settings: Settings) -> list[Path]:
+    """The service's SQLite database and its journal files, wherever they are."""
+    url = settings.resolved_database_url
+    if not url.startswith("sqlite:///") or "\x00" in url:
+        return []
+    database = Path(url.removeprefix("sqlite:///").partition("?")[0]).resolve()
+    return [
+        database.with_name(database.name + suffix) for suffix in ("", "-wal", "-shm", "-journal")
+    ]
 
 
 def _real_paths(candidates: list[Path]) -> list[Path]:

@@ -71,7 +71,9 @@ def _describe(source: Source) -> str:
     if isinstance(source, CsvSource | ParquetSource):
         return f"{source.kind} {redact_url(source.path)}"
     if isinstance(source, SqlSource):
-        return f"sql {masked_url(source.url)}"
+        if source.connection is not None:
+            return f"sql connection {source.connection}"
+        return f"sql {masked_url(source.url or '')}"
     if isinstance(source, SklearnSource):
         return f"sklearn {source.dataset}"
     return "ingested rows from the new-data webhook"

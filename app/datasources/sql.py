@@ -1,4 +1,5 @@
-"""The `sql` source: one query, in a read-only transaction that is never committed."""
+"""The `sql` source: one query, in a read-only transaction that is never committed, on a
+database the policy allows (`sql_policy`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from app.core.errors import SourceError
 from app.core.settings import Settings
 from app.datasources.files import resolve_local_path
 from app.datasources.messages import MASK, first_line
+from app.datasources.sql_policy import source_url
 from app.pipelines.spec import SqlSource
 
 # Issued first on the connection; other databases rely on the rollback at the end
@@ -24,7 +26,7 @@ _PSYCOPG2_NAMES = ("postgres", "postgresql", "postgresql+psycopg2")
 
 def load_sql(source: SqlSource, settings: Settings) -> pd.DataFrame:
     """Run the source's query and return its rows; any database error is a SourceError."""
-    url = _prepared_url(source.url, settings)
+    url = _prepared_url(source_url(source, settings), settings)
     engine = _engine(url)
     dbapi_error: Any = engine.dialect.loaded_dbapi.Error
     try:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from app.deps import ActorDep, ServicesDep, SessionDep
+from app.deps import OperatorDep, ServicesDep, SessionDep
 from app.monitoring import service
 from app.monitoring.schemas import MetricEvaluationRead, ObservationsAccepted, ObservationsPost
 from app.pipelines import service as pipelines
@@ -19,9 +19,9 @@ router = APIRouter(tags=["monitoring"])
 def post_metrics(
     name: str,
     body: ObservationsPost,
+    actor: OperatorDep,
     session: SessionDep,
     services: ServicesDep,
-    actor: ActorDep,
 ) -> ObservationsAccepted:
     """Record observations about the production model and judge its metric triggers at once."""
     pipeline = pipelines.get(session=session, name=name)
@@ -31,7 +31,7 @@ def post_metrics(
         pipeline,
         {item.metric for item in body.observations},
         dispatch=services.executor.submit,
-        actor=actor,
+        actor=actor.label,
     )
     return ObservationsAccepted(
         accepted=accepted,

@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from app.core.db import READ_ONLY
 from app.core.errors import DomainError
-from app.deps import ServicesDep
+from app.deps import ServicesDep, ViewerDep
 from app.ops.metrics import DatabaseCollector
 
 router = APIRouter(tags=["operations"])
@@ -39,8 +39,8 @@ def readyz(services: ServicesDep) -> dict[str, str]:
 
 
 @router.get("/metrics", response_class=Response)
-def metrics(services: ServicesDep) -> Response:
-    """Prometheus text exposition."""
+def metrics(viewer: ViewerDep, services: ServicesDep) -> Response:
+    """Prometheus text exposition (viewer key: Prometheus sends it as a bearer token)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DatabaseCollector(services.factory, services.executor))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

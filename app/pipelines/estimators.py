@@ -1,5 +1,12 @@
 """The estimator allow-list: a spec names a class path; only allow-listed scikit-learn
-estimators are ever imported, so a spec can never reach an arbitrary callable."""
+estimators are ever reached, so a spec can never import a module or reach a callable.
+
+Only the package an allow-list entry names is imported; the rest of the path is followed as
+public attributes of it. A package exposes its public submodules that way (scikit-learn
+imports them lazily), so `sklearn.ensemble.RandomForestClassifier` resolves, while a spec
+naming `sklearn.conftest.X` or `sklearn.experimental.enable_iterative_imputer.X` imports
+nothing: those modules are not attributes of their package until someone imports them.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +14,15 @@ import importlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from sklearn.base import BaseEstimator
 
 EstimatorKind = Literal["classifier", "regressor"]
-_DOTTED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
+_DOTTED = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+MAX_PATH_LENGTH = 200
 
 
 class EstimatorError(ValueError):
@@ -36,36 +45,69 @@ class ResolvedEstimator:
         if callable(validate):
             try:
                 validate()
-            except (TypeError, ValueError) as exc:
+            # Third-party validation of untrusted values: whatever it raises, the answer is
+            # "these params are not usable", never an error escaping the spec parser.
+            except Exception as exc:
                 raise EstimatorError(f"invalid params for {self.path}: {exc}") from exc
         return estimator
 
 
-def is_allowed(path: str, allowed_prefixes: Sequence[str]) -> bool:
-    """True when the dotted path sits under one of the allow-listed prefixes."""
-    return bool(_DOTTED.match(path)) and any(path.startswith(p) for p in allowed_prefixes)
+def allowing_entry(path: str, allowed: Sequence[str]) -> str | None:
+    """The allow-list entry that admits `path`: `pkg.` admits classes under the package,
+    any other entry exactly one class path."""
+    if len(path) > MAX_PATH_LENGTH or not _DOTTED.fullmatch(path):
+        return None
+    for entry in allowed:
+        if path.startswith(entry) if entry.endswith(".") else path == entry:
+            return entry
+    return None
 
 
-def resolve_estimator(path: str, allowed_prefixes: Sequence[str]) -> ResolvedEstimator:
-    """Import an allow-listed estimator class; refuse anything else before importing it."""
-    if not is_allowed(path, allowed_prefixes):
-        allowed = ", ".join(f"{p}*" for p in allowed_prefixes)
-        raise EstimatorError(f"{path!r} is not an allowed estimator (allowed: {allowed})")
-    module_name, _, class_name = path.rpartition(".")
-    if class_name.startswith("_") or any(part.startswith("_") for part in module_name.split(".")):
+def is_allowed(path: str, allowed: Sequence[str]) -> bool:
+    """True when the dotted path is admitted by one of the allow-list entries."""
+    return allowing_entry(path, allowed) is not None
+
+
+def resolve_estimator(path: str, allowed: Sequence[str]) -> ResolvedEstimator:
+    """The allow-listed estimator class at `path`; refuse anything else before importing."""
+    entry = allowing_entry(path, allowed)
+    if entry is None:
+        shown = ", ".join(e + ("*" if e.endswith(".") else "") for e in allowed)
+        raise EstimatorError(
+            f"{path[:MAX_PATH_LENGTH]!r} is not an allowed estimator (allowed: {shown})"
+        )
+    if any(part.startswith("_") for part in path.split(".")):
         raise EstimatorError(f"{path!r} is private; use the public class path")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise EstimatorError(f"module {module_name!r} not found") from exc
+    cls = _follow(path, entry)
     # scikit-learn is imported here, not with this module: the API and the scheduler start
     # without the training stack, which loads with the first spec or run that needs it.
     from sklearn.base import BaseEstimator
 
-    cls = getattr(module, class_name, None)
     if not isinstance(cls, type) or not issubclass(cls, BaseEstimator):
         raise EstimatorError(f"{path!r} is not a scikit-learn estimator class")
     return ResolvedEstimator(path=path, cls=cls, kind=_kind_of(path, cls))
+
+
+def _follow(path: str, entry: str) -> object:
+    """Import the entry's package, then walk the rest of `path` as public attributes."""
+    root = entry[:-1] if entry.endswith(".") else entry.rpartition(".")[0]
+    try:
+        current: object = importlib.import_module(root)
+    except ImportError as exc:
+        raise EstimatorError(f"module {root!r} not found") from exc
+    walked = root
+    for name in path[len(root) + 1 :].split("."):
+        if not isinstance(current, ModuleType):
+            raise EstimatorError(f"{path!r} is not a class in a module ({walked} is not one)")
+        try:
+            current = getattr(current, name, None)
+        # A package's lazy __getattr__ imports public submodules; a broken one is "not found".
+        except ImportError:
+            current = None
+        if current is None:
+            raise EstimatorError(f"{path!r} not found: {walked} has no public {name!r}")
+        walked = f"{walked}.{name}"
+    return current
 
 
 def _kind_of(path: str, cls: type[BaseEstimator]) -> EstimatorKind:
@@ -75,8 +117,14 @@ def _kind_of(path: str, cls: type[BaseEstimator]) -> EstimatorKind:
         probe = cls()
     except TypeError as exc:
         raise EstimatorError(f"{path!r} needs constructor arguments; not supported") from exc
-    if is_classifier(probe):
+    try:
+        classifier, regressor = is_classifier(probe), is_regressor(probe)
+    # A meta-estimator without its inner estimator can fail to say what it is, with any
+    # error; the spec parser must answer 422, never let it escape.
+    except Exception as exc:
+        raise EstimatorError(f"{path!r} cannot be used without constructor arguments") from exc
+    if classifier:
         return "classifier"
-    if is_regressor(probe):
+    if regressor:
         return "regressor"
     raise EstimatorError(f"{path!r} is neither a classifier nor a regressor")

@@ -8,41 +8,68 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from app.core.errors import InvalidSpec, field_error
-from app.core.problems import summary, validation_errors
+from app.core.errors import InvalidSpec, SourceError, TooLarge, field_error
+from app.core.problems import dotted, summary, validation_errors
 from app.core.settings import Settings
+from app.core.untrusted import problems, unreadable
+from app.datasources.sql_policy import check_query, source_url
 from app.pipelines.estimators import EstimatorError, resolve_estimator
-from app.pipelines.spec import CLASSIFICATION_METRICS, PipelineSpec
+from app.pipelines.spec import CLASSIFICATION_METRICS, PipelineSpec, SqlSource
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+# A spec is a page of text; past this, parsing (YAML's is pure Python) is only a cost.
+MAX_SPEC_BYTES = 1024 * 1024
+MAX_ERRORS = 20
+# The spec's tagged unions, by the shape of their path.
+_TAGGED = frozenset({("source",), ("deployment", "target"), ("triggers", "*")})
+
+
+class _SpecLoader(yaml.SafeLoader):
+    """safe_load without aliases: `*name` can repeat a node a billion times once expanded."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not supported in a spec", mark
+            )
+        return super().compose_node(parent, index)
 
 
 def decode_body(raw: bytes, content_type: str) -> Any:
-    """Parse JSON or YAML by content type; syntax errors are a 422 on `body`."""
+    """Parse JSON or YAML by content type; a body that cannot be read is a 422 on `body`."""
+    if len(raw) > MAX_SPEC_BYTES:
+        raise TooLarge(f"A pipeline spec is at most {MAX_SPEC_BYTES} bytes; this is {len(raw)}")
     media = content_type.split(";")[0].strip().lower()
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _invalid("body", f"is not UTF-8 text: {exc.reason}") from exc
-    if media in YAML_TYPES:
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise _invalid("body", f"invalid YAML: {_first_line(exc)}") from exc
+        raise _invalid("body", f"is not UTF-8 text: {exc.reason} at byte {exc.start}") from exc
     try:
+        if media in YAML_TYPES:
+            return yaml.load(text, Loader=_SpecLoader)  # noqa: S506 (a SafeLoader)
         return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise _invalid("body", f"invalid JSON: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise _invalid("body", f"invalid YAML: {_first_line(exc)}") from exc
+    except RecursionError:
+        raise _invalid("body", "is nested too deeply") from None
+    # JSONDecodeError, and the ValueError for an integer of more than 4300 digits.
+    except ValueError as exc:
+        raise _invalid("body", unreadable(exc)) from exc
 
 
 def parse_spec(document: Any, settings: Settings) -> PipelineSpec:
     """Validate shape (pydantic) and meaning (allow-list, metric vs estimator)."""
     if not isinstance(document, dict):
         raise _invalid("body", "must be a mapping with the pipeline spec fields")
+    errors = [field_error(_loc(path, document), msg) for path, msg in problems(document)]
+    errors = errors[:MAX_ERRORS]
+    if errors:
+        raise InvalidSpec(summary(errors), errors=errors)
     try:
         spec = PipelineSpec.model_validate(document)
     except ValidationError as exc:
-        errors = validation_errors(list(exc.errors()))
+        errors = validation_errors(list(exc.errors()))[:MAX_ERRORS]
         raise InvalidSpec(summary(errors), errors=errors) from exc
     check_semantics(spec, settings)
     return spec
@@ -52,6 +79,8 @@ def check_semantics(spec: PipelineSpec, settings: Settings) -> None:
     """Checks that need imports or settings: the estimator allow-list, params, metric kind."""
     if spec.features is not None and spec.target in spec.features:
         raise _invalid("features", f"the target {spec.target!r} cannot also be a feature")
+    if isinstance(spec.source, SqlSource):
+        _check_sql(spec.source, settings)
     try:
         resolved = resolve_estimator(spec.model.estimator, settings.allowed_estimators)
     except EstimatorError as exc:
@@ -67,6 +96,37 @@ def check_semantics(spec: PipelineSpec, settings: Settings) -> None:
             f"{spec.evaluation.metric!r} does not apply to a {resolved.kind} "
             f"({spec.model.estimator})",
         )
+
+
+def _check_sql(source: SqlSource, settings: Settings) -> None:
+    """The database must be one the policy allows, and the query one SELECT."""
+    try:
+        source_url(source, settings)
+    except SourceError as exc:
+        field = "url" if source.url else "connection"
+        raise _invalid(f"source.sql.{field}", exc.detail) from exc
+    try:
+        check_query(source.query)
+    except SourceError as exc:
+        raise _invalid("source.sql.query", exc.detail) from exc
+
+
+def _loc(path: tuple[str, ...], document: Any) -> str:
+    """A document path as pydantic names it: with the `kind` of each tagged union passed
+    (`source.csv.path`, `triggers.0.cron.schedule`), so every error names fields alike."""
+    parts: list[str] = []
+    node = document
+    for key in path:
+        parts.append(key)
+        node = node.get(key) if isinstance(node, dict) else _item(node, key)
+        shape = tuple("*" if part.isdigit() else part for part in parts)
+        if shape in _TAGGED and isinstance(node, dict) and isinstance(node.get("kind"), str):
+            parts.append(node["kind"])
+    return dotted(tuple(parts)) or "body"
+
+
+def _item(node: Any, key: str) -> Any:
+    return node[int(key)] if isinstance(node, list) and key.isdigit() else None
 
 
 def _invalid(loc: str, msg: str) -> InvalidSpec:

@@ -3,11 +3,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response, status
+from sqlalchemy.orm import Session
 
-from app.core.db import after_commit
+from app.auth import audit
+from app.auth.roles import Actor
+from app.core.db import MAX_OFFSET, after_commit
 from app.core.time import utcnow
-from app.deps import ReadSessionDep, ServicesDep, SessionDep
-from app.pipelines import service
+from app.deps import AdminDep, OperatorDep, ReadSessionDep, ServicesDep, SessionDep, ViewerDep
+from app.pipelines import masking, service
 from app.pipelines.models import Pipeline
 from app.pipelines.parsing import decode_body, parse_spec
 from app.pipelines.schemas import (
@@ -33,7 +36,7 @@ SPEC_BODY: dict[str, Any] = {
     }
 }
 Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0)]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
 
 async def _spec_from(request: Request, services: ServicesDep) -> PipelineSpec:
@@ -47,7 +50,7 @@ def _read(pipeline: Pipeline) -> PipelineRead:
         name=pipeline.name,
         description=service.spec_of(pipeline).description,
         paused=pipeline.paused,
-        spec=service.spec_of(pipeline),
+        spec=masking.masked(service.spec_of(pipeline)),
         created_at=pipeline.created_at,
         updated_at=pipeline.updated_at,
     )
@@ -64,17 +67,25 @@ def _created(pipeline: Pipeline) -> PipelineCreated:
     responses={409: {"description": "A pipeline with this name exists"}},
 )
 async def create_pipeline(
-    request: Request, services: ServicesDep, session: SessionDep
+    request: Request, actor: AdminDep, services: ServicesDep, session: SessionDep
 ) -> PipelineCreated:
     """Create a pipeline from a JSON or YAML spec; the webhook secret is shown only here."""
     spec = await _spec_from(request, services)
     after_commit(session, services.scheduler.nudge)
-    return _created(service.create(session=session, spec=spec))
+    pipeline = service.create(session=session, spec=spec)
+    _audit(session, actor, "pipeline.create", pipeline.name)
+    return _created(pipeline)
+
+
+def _audit(session: Session, actor: Actor, action: str, name: str, **detail: object) -> None:
+    audit.record(
+        session=session, actor=actor, action=action, target=f"pipelines/{name}", detail=detail
+    )
 
 
 @router.get("")
 def list_pipelines(
-    session: ReadSessionDep, limit: Limit = 100, offset: Offset = 0
+    viewer: ViewerDep, session: ReadSessionDep, limit: Limit = 100, offset: Offset = 0
 ) -> Page[PipelineRead]:
     """All pipelines, by name."""
     rows, total = service.list_page(session=session, limit=limit, offset=offset)
@@ -82,7 +93,7 @@ def list_pipelines(
 
 
 @router.get("/{name}")
-def get_pipeline(name: str, session: ReadSessionDep) -> PipelineRead:
+def get_pipeline(name: str, viewer: ViewerDep, session: ReadSessionDep) -> PipelineRead:
     """One pipeline and its spec."""
     return _read(service.get(session=session, name=name))
 
@@ -94,7 +105,12 @@ def get_pipeline(name: str, session: ReadSessionDep) -> PipelineRead:
     responses={201: {"model": PipelineCreated, "description": "Created, with its webhook secret"}},
 )
 async def put_pipeline(
-    name: str, request: Request, response: Response, services: ServicesDep, session: SessionDep
+    name: str,
+    request: Request,
+    response: Response,
+    actor: AdminDep,
+    services: ServicesDep,
+    session: SessionDep,
 ) -> PipelineCreated | PipelineRead:
     """Create or replace a pipeline (idempotent: `mlops pipeline apply`)."""
     spec = await _spec_from(request, services)
@@ -103,8 +119,18 @@ async def put_pipeline(
     if existing is None:
         spec_name_must_match(name, spec)
         response.status_code = status.HTTP_201_CREATED
-        return _created(service.create(session=session, spec=spec))
-    return _read(service.replace(session=session, pipeline=existing, spec=spec))
+        pipeline = service.create(session=session, spec=spec)
+        _audit(session, actor, "pipeline.create", name)
+        return _created(pipeline)
+    before = dict(existing.spec)
+    replaced = service.replace(session=session, pipeline=existing, spec=spec)
+    # Field names only: values may hold deploy-target headers or source credentials.
+    _audit(session, actor, "pipeline.replace", name, changed=_changed(before, replaced.spec))
+    return _read(replaced)
+
+
+def _changed(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
 
 
 def spec_name_must_match(name: str, spec: PipelineSpec) -> None:
@@ -116,23 +142,28 @@ def spec_name_must_match(name: str, spec: PipelineSpec) -> None:
 
 
 @router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_pipeline(name: str, session: SessionDep, services: ServicesDep) -> None:
+def delete_pipeline(name: str, actor: AdminDep, session: SessionDep, services: ServicesDep) -> None:
     """Delete a pipeline with its runs, versions and ledger (refused while a run is active)."""
     after_commit(session, services.scheduler.nudge)
     service.delete(session=session, pipeline=service.get(session=session, name=name))
+    _audit(session, actor, "pipeline.delete", name)
 
 
 @router.post("/{name}/pause")
-def pause_pipeline(name: str, session: SessionDep, services: ServicesDep) -> PipelineRead:
+def pause_pipeline(
+    name: str, actor: OperatorDep, session: SessionDep, services: ServicesDep
+) -> PipelineRead:
     """Stop the pipeline's triggers from firing."""
     after_commit(session, services.scheduler.nudge)
     pipeline = service.get(session=session, name=name)
+    _audit(session, actor, "pipeline.pause", name, was_paused=pipeline.paused)
     return _read(service.set_paused(session=session, pipeline=pipeline, paused=True))
 
 
 @router.post("/{name}/resume")
 def resume_pipeline(
     name: str,
+    actor: OperatorDep,
     session: SessionDep,
     services: ServicesDep,
     replay: Annotated[bool, Query(description="Apply the misfire policy to paused ticks")] = False,
@@ -140,6 +171,7 @@ def resume_pipeline(
     """Let the pipeline's triggers fire again (the paused period is not replayed)."""
     after_commit(session, services.scheduler.nudge)
     pipeline = service.get(session=session, name=name)
+    _audit(session, actor, "pipeline.resume", name, was_paused=pipeline.paused, replay=replay)
     return _read(
         service.set_paused(session=session, pipeline=pipeline, paused=False, replay=replay)
     )
@@ -148,6 +180,7 @@ def resume_pipeline(
 @router.get("/{name}/schedule")
 def pipeline_schedule(
     name: str,
+    viewer: ViewerDep,
     session: ReadSessionDep,
     count: Annotated[int, Query(ge=1, le=100, description="How many fire times")] = 5,
 ) -> ScheduleRead:
@@ -159,6 +192,6 @@ def pipeline_schedule(
 
 
 @router.get("/{name}/status")
-def pipeline_status(name: str, session: ReadSessionDep) -> PipelineStatus:
+def pipeline_status(name: str, viewer: ViewerDep, session: ReadSessionDep) -> PipelineStatus:
     """Status, last run, error, production version and the active run."""
     return status_of(session=session, pipeline=service.get(session=session, name=name))

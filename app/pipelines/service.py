@@ -9,22 +9,27 @@ from sqlalchemy.orm import Session
 
 from app.core.errors import Conflict, InvalidSpec, NotFound, field_error
 from app.core.time import utcnow
+from app.pipelines import masking
 from app.pipelines.models import Pipeline
-from app.pipelines.spec import PipelineSpec
+from app.pipelines.spec import SLUG, PipelineSpec
 from app.runs.models import Run
 from app.triggers.identity import trigger_id
 
 
 def get(*, session: Session, name: str) -> Pipeline:
     """The pipeline called `name`, or NotFound."""
-    pipeline = session.scalars(select(Pipeline).where(Pipeline.name == name)).one_or_none()
+    pipeline = find(session=session, name=name)
     if pipeline is None:
-        raise NotFound(f"Pipeline {name} does not exist")
+        raise NotFound(f"Pipeline {_shown(name)} does not exist")
     return pipeline
 
 
 def find(*, session: Session, name: str) -> Pipeline | None:
     """The pipeline called `name`, if any."""
+    # Only a slug can name a pipeline; anything else (a NUL byte PostgreSQL cannot even
+    # compare, a 10 kB string) is answered without asking the database.
+    if not SLUG.fullmatch(name):
+        return None
     return session.scalars(select(Pipeline).where(Pipeline.name == name)).one_or_none()
 
 
@@ -39,6 +44,7 @@ def create(*, session: Session, spec: PipelineSpec) -> Pipeline:
     """A new pipeline with a fresh webhook secret; Conflict if the name is taken."""
     if find(session=session, name=spec.name) is not None:
         raise Conflict(f"Pipeline {spec.name} already exists")
+    spec = masking.restored(spec, None)  # a *** here stands for nothing: refused
     pipeline = Pipeline(
         name=spec.name,
         spec=spec.model_dump(mode="json"),
@@ -56,6 +62,8 @@ def replace(*, session: Session, pipeline: Pipeline, spec: PipelineSpec) -> Pipe
             f"must match the pipeline being replaced ({pipeline.name!r}); renaming is not supported"
         )
         raise InvalidSpec(f"name: {msg}", errors=[field_error("name", msg)])
+    # A spec sent back as GET showed it keeps the stored secrets.
+    spec = masking.restored(spec, spec_of(pipeline))
     new_spec = spec.model_dump(mode="json")
     if new_spec != pipeline.spec:
         if _time_trigger_ids(spec) != _time_trigger_ids(spec_of(pipeline)):
@@ -106,6 +114,13 @@ def new_webhook_secret() -> str:
 def spec_of(pipeline: Pipeline) -> PipelineSpec:
     """The stored spec as a model (it was validated when stored)."""
     return PipelineSpec.model_validate(pipeline.spec)
+
+
+def _shown(name: str) -> str:
+    """The name as typed, or escaped when it holds characters a person could not see or
+    type as they are (control, invisible, right-to-left or look-alike characters)."""
+    plain = name.isascii() and name.isprintable()
+    return name[:100] if plain else ascii(name[:100])
 
 
 def _time_trigger_ids(spec: PipelineSpec) -> set[str]:

@@ -4,30 +4,48 @@ from __future__ import annotations
 
 import re
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.core.untrusted import HTTP_URL, IDENTIFIER
 from app.triggers.cron import CronExpression
 
-SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")  # whole string: use fullmatch
 CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc", "precision", "recall")
 REGRESSION_METRICS = ("r2", "rmse", "mae")
 LOWER_IS_BETTER = frozenset({"rmse", "mae"})
 SKLEARN_DATASETS = ("iris", "wine", "breast_cancer", "diabetes", "digits")
 MAX_TRIGGERS = 50
+# Bounds that keep every value usable downstream: durations fit a timedelta and a schedule
+# advances; counts stay far inside a 64-bit integer.
+MAX_SECONDS = 10 * 366 * 86400
+MAX_ROWS = 10**12
+MAX_NAME = 256
+# A homoglyph or an invisible character would silently start a series no trigger reads.
+METRIC_NAME = IDENTIFIER
+# RFC 9110 field names, and values without CR/LF or other control characters.
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")
+HEADER_VALUE = re.compile(r"[\t\x20-\x7e]{0,8192}")
+MAX_HEADERS = 50
+Seconds = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
+Rows = Annotated[int, Field(ge=1, le=MAX_ROWS)]
+ColumnName = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
 
 
 class SpecModel(BaseModel):
     """Base of every spec section: unknown fields are refused, values are not coerced."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: NaN and Infinity are not JSON, and no threshold or duration means
+    # anything as one.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class Window(SpecModel):
-    last_rows: int | None = Field(default=None, gt=0)
-    last_days: float | None = Field(default=None, gt=0)
-    column: str | None = Field(
+    last_rows: int | None = Field(default=None, gt=0, le=MAX_ROWS)
+    last_days: float | None = Field(default=None, gt=0, le=MAX_SECONDS / 86400)
+    column: ColumnName | None = Field(
         default=None,
         description="Timestamp column for last_days (ingested data uses its arrival time).",
     )
@@ -41,21 +59,38 @@ class Window(SpecModel):
 
 class CsvSource(SpecModel):
     kind: Literal["csv"]
-    path: str = Field(min_length=1, description="Local path or http(s) URL")
+    path: str = Field(min_length=1, max_length=2048, description="Local path or http(s) URL")
     window: Window | None = None
 
 
 class ParquetSource(SpecModel):
     kind: Literal["parquet"]
-    path: str = Field(min_length=1, description="Local path or http(s) URL")
+    path: str = Field(min_length=1, max_length=2048, description="Local path or http(s) URL")
     window: Window | None = None
 
 
 class SqlSource(SpecModel):
     kind: Literal["sql"]
-    url: str = Field(min_length=1, description="SQLAlchemy database URL")
-    query: str = Field(min_length=1)
+    url: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2048,
+        description="SQLAlchemy database URL; must match MLOPS_SQL_URL_ALLOW",
+    )
+    connection: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="Or: the name of a connection configured in MLOPS_SQL_CONNECTIONS",
+    )
+    query: str = Field(min_length=1, max_length=100_000, description="One SELECT, run read-only")
     window: Window | None = None
+
+    @model_validator(mode="after")
+    def _one_database(self) -> SqlSource:
+        if (self.url is None) == (self.connection is None):
+            raise ValueError("set exactly one of url or connection")
+        return self
 
 
 class SklearnSource(SpecModel):
@@ -76,14 +111,16 @@ Source = Annotated[
 
 
 class ModelSpec(SpecModel):
-    estimator: str = Field(description="Allow-listed class path, e.g. sklearn.linear_model.Ridge")
+    estimator: str = Field(
+        max_length=200, description="Allow-listed class path, e.g. sklearn.linear_model.Ridge"
+    )
     params: dict[str, object] = Field(default_factory=dict)
 
 
 class Validation(SpecModel):
-    min_rows: int = Field(default=1, ge=1)
+    min_rows: int = Field(default=1, ge=1, le=MAX_ROWS)
     max_null_fraction: float = Field(default=1.0, ge=0.0, le=1.0)
-    required_columns: list[str] = Field(default_factory=list)
+    required_columns: list[ColumnName] = Field(default_factory=list, max_length=10_000)
 
 
 class Evaluation(SpecModel):
@@ -107,9 +144,39 @@ class BuiltinTarget(SpecModel):
 
 class WebhookTarget(SpecModel):
     kind: Literal["webhook"]
-    url: str = Field(pattern=r"^https?://", description="http(s) URL that receives the version")
-    headers: dict[str, str] = Field(default_factory=dict)
+    url: str = Field(
+        pattern=HTTP_URL,
+        max_length=2048,
+        description="http(s) URL that receives the version",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=MAX_HEADERS,
+        description="Sent with the POST; values are secrets, shown masked as '***' "
+        "(send '***' back to keep a stored value)",
+    )
     timeout_s: float = Field(default=10.0, gt=0, le=300)
+
+    @field_validator("url")
+    @classmethod
+    def _has_host(cls, value: str) -> str:
+        try:
+            host = urlsplit(value).hostname
+        except ValueError as exc:
+            raise ValueError(f"is not a valid URL: {exc}") from None
+        if not host:
+            raise ValueError("is not a valid URL: it names no host")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _http_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not HEADER_NAME.fullmatch(name):
+                raise ValueError(f"{name[:64]!r} is not a valid HTTP header name")
+            if not HEADER_VALUE.fullmatch(text):
+                raise ValueError(f"the value of {name} has characters not allowed in a header")
+        return value
 
 
 DeployTarget = Annotated[BuiltinTarget | WebhookTarget, Field(discriminator="kind")]
@@ -122,8 +189,12 @@ class Deployment(SpecModel):
 
 class CronTrigger(SpecModel):
     kind: Literal["cron"]
-    schedule: str = Field(min_length=1, description="crontab(5): minute hour day month weekday")
-    timezone: str = Field(default="UTC", description="IANA time zone, e.g. Europe/Paris")
+    schedule: str = Field(
+        min_length=1, max_length=200, description="crontab(5): minute hour day month weekday"
+    )
+    timezone: str = Field(
+        default="UTC", max_length=64, description="IANA time zone, e.g. Europe/Paris"
+    )
 
     @field_validator("schedule")
     @classmethod
@@ -143,34 +214,37 @@ class CronTrigger(SpecModel):
 
 class IntervalTrigger(SpecModel):
     kind: Literal["interval"]
-    every_s: float = Field(gt=0)
+    every_s: float = Field(ge=0.1, le=MAX_SECONDS)
 
 
 class MetricTrigger(SpecModel):
     kind: Literal["metric"]
-    metric: str = Field(min_length=1)
+    metric: str = Field(pattern=METRIC_NAME, description="A name posted to /metrics")
     operator: Literal["<", "<=", ">", ">="]
     threshold: float
     aggregate: Literal["mean", "min", "max", "last"] = "mean"
     window: int = Field(default=50, ge=1, le=100_000, description="last N observations")
     window_s: float | None = Field(
-        default=None, gt=0, description="or: observations of the last window_s seconds"
+        default=None,
+        gt=0,
+        le=MAX_SECONDS,
+        description="or: observations of the last window_s seconds",
     )
-    min_observations: int = Field(default=1, ge=1)
-    cooldown_s: float = Field(default=0, ge=0)
+    min_observations: int = Field(default=1, ge=1, le=100_000)
+    cooldown_s: Seconds = 0
 
 
 class NewDataTrigger(SpecModel):
     kind: Literal["new_data"]
-    min_rows: int = Field(ge=1)
+    min_rows: Rows
 
 
 class DriftTrigger(SpecModel):
     kind: Literal["drift"]
     method: Literal["psi", "ks"] = "psi"
     threshold: float = Field(gt=0)
-    min_rows: int = Field(default=500, ge=1)
-    cooldown_s: float = Field(default=0, ge=0)
+    min_rows: Rows = 500
+    cooldown_s: Seconds = 0
 
 
 Trigger = Annotated[
@@ -181,17 +255,17 @@ Trigger = Annotated[
 
 class Retries(SpecModel):
     max_attempts: int = Field(default=1, ge=1, le=20)
-    backoff_s: float = Field(default=60, ge=0)
+    backoff_s: Seconds = 60
 
 
 class PipelineSpec(SpecModel):
     """A retraining pipeline: where data comes from, what to train, and when it may ship."""
 
     name: str = Field(description="Slug: lowercase letters, digits and '-'")
-    description: str = ""
+    description: str = Field(default="", max_length=2000)
     source: Source
-    target: str = Field(min_length=1)
-    features: list[str] | None = None
+    target: ColumnName
+    features: list[ColumnName] | None = Field(default=None, max_length=10_000)
     model: ModelSpec
     validation: Validation = Field(default_factory=Validation)
     evaluation: Evaluation = Field(default_factory=Evaluation)
@@ -205,18 +279,22 @@ class PipelineSpec(SpecModel):
     misfire_grace_s: float = Field(
         default=3600,
         ge=0,
+        le=MAX_SECONDS,
         description="run_once only fires if the newest missed tick is this recent",
     )
     max_runs_per_day: int | None = Field(
-        default=None, ge=1, description="Retrain budget: automatic fires in any 24 h window"
+        default=None,
+        ge=1,
+        le=100_000,
+        description="Retrain budget: automatic fires in any 24 h window",
     )
     retries: Retries = Field(default_factory=Retries)
-    timeout_s: float = Field(default=3600, gt=0)
+    timeout_s: float = Field(default=3600, gt=0, le=MAX_SECONDS)
 
     @field_validator("name")
     @classmethod
     def _slug(cls, value: str) -> str:
-        if not SLUG.match(value):
+        if not SLUG.fullmatch(value):
             raise ValueError(
                 "must be a slug: 1-64 lowercase letters, digits or '-', "
                 "starting and ending with a letter or digit"

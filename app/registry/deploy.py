@@ -7,6 +7,7 @@ from typing import Any
 import httpx
 
 from app.core.errors import DeploymentFailed
+from app.core.redact import redact_url
 from app.pipelines.spec import BuiltinTarget, WebhookTarget
 
 
@@ -18,20 +19,21 @@ def deploy(target: BuiltinTarget | WebhookTarget, payload: dict[str, Any]) -> st
 
 
 def _post_webhook(target: WebhookTarget, payload: dict[str, Any]) -> str:
+    # Shown in run errors, the ledger and logs: never with a password or token in it.
+    shown = redact_url(target.url)
     try:
         response = httpx.post(
             target.url, json=payload, headers=target.headers, timeout=target.timeout_s
         )
     except httpx.TimeoutException as exc:
         raise DeploymentFailed(
-            f"Deployment failed: no answer within {target.timeout_s:g} s from {target.url}"
+            f"Deployment failed: no answer within {target.timeout_s:g} s from {shown}"
         ) from exc
-    except httpx.HTTPError as exc:
-        raise DeploymentFailed(
-            f"Deployment failed: could not reach {target.url}: {exc or type(exc).__name__}"
-        ) from exc
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as exc:
+        reason = str(exc).replace(target.url, shown) or type(exc).__name__
+        raise DeploymentFailed(f"Deployment failed: could not reach {shown}: {reason}") from exc
     if not response.is_success:
         raise DeploymentFailed(
-            f"Deployment failed: {response.status_code} {response.reason_phrase} from {target.url}"
+            f"Deployment failed: {response.status_code} {response.reason_phrase} from {shown}"
         )
-    return f"accepted by {target.url} ({response.status_code})"
+    return f"accepted by {shown} ({response.status_code})"

@@ -10,6 +10,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.auth import audit
+from app.auth.roles import Actor
 from app.core.db import SessionFactory, unit_of_work
 from app.core.errors import Conflict
 from app.core.faults import crash_point
@@ -30,6 +32,7 @@ Fence = Callable[[Session], None]
 @dataclass(frozen=True)
 class Plan:
     pipeline_id: int
+    pipeline_name: str
     action: str
     from_version: int | None
     to_version: int
@@ -41,7 +44,7 @@ class Plan:
 class Request:
     """Who asks for the change, why, and the gate evidence to keep in the ledger."""
 
-    actor: str
+    actor: Actor
     reason: str
     evidence: dict[str, Any]
     public_url: str
@@ -82,6 +85,7 @@ def _execute(
         if fence is not None:
             fence(session)
         row = _switch(session, plan, request, detail)
+        _audit(session, plan, request)
         read = PromotionRead.model_validate(row)
         crash_point("before_promotion_commit")
     return read
@@ -96,6 +100,7 @@ def _plan(
     spec = pipelines.spec_of(pipeline)
     return Plan(
         pipeline_id=pipeline.id,
+        pipeline_name=pipeline.name,
         action=action,
         from_version=current.version if current else None,
         to_version=target.version,
@@ -130,13 +135,27 @@ def _switch(session: Session, plan: Plan, request: Request, detail: str) -> Prom
         action=plan.action,
         from_version=plan.from_version,
         to_version=plan.to_version,
-        actor=request.actor,
+        actor=request.actor.label,
         reason=request.reason,
         evidence={**request.evidence, "deploy": detail},
     )
     session.add(row)
     session.flush()
     return row
+
+
+def _audit(session: Session, plan: Plan, request: Request) -> None:
+    audit.record(
+        session=session,
+        actor=request.actor,
+        action=f"model.{plan.action}",
+        target=f"pipelines/{plan.pipeline_name}",
+        detail={
+            "from_version": plan.from_version,
+            "to_version": plan.to_version,
+            "reason": request.reason,
+        },
+    )
 
 
 def _approve_run(session: Session, run_id: int | None) -> None:

@@ -7,9 +7,10 @@ from fastapi import APIRouter, Body
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
+from app.auth.roles import Actor
 from app.core.db import read_only_unit
 from app.core.errors import InvalidInput, NotFound, field_error
-from app.deps import ActorDep, ReadSessionDep, Services, ServicesDep
+from app.deps import OperatorDep, ReadSessionDep, Services, ServicesDep, ViewerDep
 from app.pipelines import service as pipelines
 from app.registry import promotion, service
 from app.registry.schemas import (
@@ -25,7 +26,7 @@ router = APIRouter(prefix="/pipelines/{name}", tags=["models"])
 
 
 @router.get("/models")
-def list_models(name: str, session: ReadSessionDep) -> list[ModelVersionRead]:
+def list_models(name: str, viewer: ViewerDep, session: ReadSessionDep) -> list[ModelVersionRead]:
     """Every model version, newest first."""
     pipeline = pipelines.get(session=session, name=name)
     return [
@@ -35,7 +36,9 @@ def list_models(name: str, session: ReadSessionDep) -> list[ModelVersionRead]:
 
 
 @router.get("/models/{version}")
-def get_model(name: str, version: int, session: ReadSessionDep) -> ModelVersionRead:
+def get_model(
+    name: str, version: int, viewer: ViewerDep, session: ReadSessionDep
+) -> ModelVersionRead:
     """One model version: metrics, params, data fingerprint, stage."""
     pipeline = pipelines.get(session=session, name=name)
     return ModelVersionRead.model_validate(
@@ -45,7 +48,7 @@ def get_model(name: str, version: int, session: ReadSessionDep) -> ModelVersionR
 
 @router.get("/models/{version}/artifact", response_class=FileResponse)
 def get_artifact(
-    name: str, version: int, session: ReadSessionDep, services: ServicesDep
+    name: str, version: int, viewer: ViewerDep, session: ReadSessionDep, services: ServicesDep
 ) -> FileResponse:
     """The version's artifact file (skops), verified against its sha256 first."""
     pipeline = pipelines.get(session=session, name=name)
@@ -59,7 +62,7 @@ def get_artifact(
     )
 
 
-def _request(services: Services, actor: str, reason: str) -> promotion.Request:
+def _request(services: Services, actor: Actor, reason: str) -> promotion.Request:
     return promotion.Request(
         actor=actor, reason=reason, evidence={}, public_url=services.settings.public_url
     )
@@ -71,8 +74,8 @@ def _request(services: Services, actor: str, reason: str) -> promotion.Request:
 def promote_model(
     name: str,
     version: int,
+    actor: OperatorDep,
     services: ServicesDep,
-    actor: ActorDep,
     body: Annotated[PromoteRequest | None, Body()] = None,
 ) -> PromotionRead:
     """Make a version the production model (runs the deploy target first)."""
@@ -87,8 +90,8 @@ def promote_model(
 @router.post("/rollback", responses={502: {"description": "The deploy target refused"}})
 def rollback_model(
     name: str,
+    actor: OperatorDep,
     services: ServicesDep,
-    actor: ActorDep,
     body: Annotated[PromoteRequest | None, Body()] = None,
 ) -> PromotionRead:
     """Return production to the version that was live before the current one."""
@@ -99,7 +102,7 @@ def rollback_model(
 
 
 @router.get("/promotions")
-def list_promotions(name: str, session: ReadSessionDep) -> list[PromotionRead]:
+def list_promotions(name: str, viewer: ViewerDep, session: ReadSessionDep) -> list[PromotionRead]:
     """The promotion ledger, newest first."""
     pipeline = pipelines.get(session=session, name=name)
     return [
@@ -108,8 +111,10 @@ def list_promotions(name: str, session: ReadSessionDep) -> list[PromotionRead]:
 
 
 @router.post("/predict")
-async def predict(name: str, body: PredictRequest, services: ServicesDep) -> PredictResponse:
-    """Predictions from the production model."""
+async def predict(
+    name: str, body: PredictRequest, viewer: ViewerDep, services: ServicesDep
+) -> PredictResponse:
+    """Predictions from the production model (a read: viewer keys may call it)."""
     loaded = await run_in_threadpool(_production_model, services, name)
     predictions = await run_in_threadpool(_predict, loaded, body.instances)
     return PredictResponse(predictions=predictions, model_version=loaded.version)

@@ -5,6 +5,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.time import Timestamp
+from app.core.untrusted import STORABLE_TEXT
 
 
 class ModelVersionRead(BaseModel):
@@ -37,13 +38,13 @@ class PromotionRead(BaseModel):
 
 
 class PromoteRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    reason: str | None = Field(default=None, max_length=500)
+    reason: str | None = Field(default=None, max_length=500, pattern=STORABLE_TEXT)
 
 
 class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     instances: list[dict[str, Any]] = Field(min_length=1, max_length=10_000)
 

@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.core.db import MAX_ID
 from app.core.errors import NotFound
 from app.pipelines.models import Pipeline
 from app.registry.artifacts import StoredArtifact
@@ -57,6 +58,8 @@ def register(
 
 def get(*, session: Session, pipeline: Pipeline, version: int) -> ModelVersion:
     """One version of the pipeline's model, or NotFound."""
+    if not 1 <= version <= MAX_ID:
+        raise NotFound(f"Pipeline {pipeline.name} has no model version {version}")
     row = session.scalars(
         select(ModelVersion).where(
             ModelVersion.pipeline_id == pipeline.id, ModelVersion.version == version

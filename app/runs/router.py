@@ -4,7 +4,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, status
 
-from app.deps import ActorDep, ReadSessionDep, ServicesDep, SessionDep
+from app.auth import audit
+from app.core.db import MAX_OFFSET
+from app.core.untrusted import PRINTABLE_ASCII
+from app.deps import OperatorDep, ReadSessionDep, ServicesDep, SessionDep, ViewerDep
 from app.pipelines import service as pipelines
 from app.pipelines.models import Pipeline
 from app.pipelines.schemas import Page
@@ -26,19 +29,28 @@ def _name_of(session: SessionDep, pipeline_id: int) -> str:
 )
 def trigger_run(
     name: str,
+    actor: OperatorDep,
     session: SessionDep,
     services: ServicesDep,
-    actor: ActorDep,
     body: Annotated[RunCreate | None, Body()] = None,
-    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    idempotency_key: Annotated[
+        str | None, Header(min_length=1, max_length=255, pattern=PRINTABLE_ASCII)
+    ] = None,
 ) -> RunRead:
     """Trigger a run by hand; the same Idempotency-Key always answers with the same run."""
     pipeline = pipelines.get(session=session, name=name)
     reason = "manual" + (f": {body.reason}" if body and body.reason else "")
     key = f"manual:{idempotency_key}" if idempotency_key else None
-    fire = service.Fire(kind="manual", reason=reason, key=key, actor=actor)
+    fire = service.Fire(kind="manual", reason=reason, key=key, actor=actor.label)
     run = service.fire(
         session=session, pipeline=pipeline, fire=fire, dispatch=services.executor.submit
+    )
+    audit.record(
+        session=session,
+        actor=actor,
+        action="run.trigger",
+        target=f"pipelines/{pipeline.name}",
+        detail={"run_id": run.id, "reason": reason},
     )
     return service.to_read(run, pipeline.name)
 
@@ -46,9 +58,10 @@ def trigger_run(
 @router.get("/pipelines/{name}/runs")
 def list_runs(
     name: str,
+    viewer: ViewerDep,
     session: ReadSessionDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> Page[RunRead]:
     """Run history, newest first."""
     pipeline = pipelines.get(session=session, name=name)
@@ -58,15 +71,18 @@ def list_runs(
 
 
 @router.get("/runs/{run_id}")
-def get_run(run_id: int, session: ReadSessionDep) -> RunRead:
+def get_run(run_id: int, viewer: ViewerDep, session: ReadSessionDep) -> RunRead:
     """One run with its steps."""
     run = service.get(session=session, run_id=run_id)
     return service.to_read(run, _name_of(session, run.pipeline_id))
 
 
 @router.post("/runs/{run_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
-def cancel_run(run_id: int, session: SessionDep, services: ServicesDep) -> RunRead:
+def cancel_run(
+    run_id: int, actor: OperatorDep, session: SessionDep, services: ServicesDep
+) -> RunRead:
     """Cancel: a queued run at once; a running run stops at its next step boundary."""
     run = service.get(session=session, run_id=run_id)
     run = service.cancel(session=session, run=run, dispatch=services.executor.submit)
+    audit.record(session=session, actor=actor, action="run.cancel", target=f"runs/{run.id}")
     return service.to_read(run, _name_of(session, run.pipeline_id))

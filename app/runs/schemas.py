@@ -5,6 +5,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.time import Timestamp
+from app.core.untrusted import STORABLE_TEXT
 
 
 class TriggerRead(BaseModel):
@@ -42,6 +43,8 @@ class RunRead(BaseModel):
 class RunCreate(BaseModel):
     """Optional body of a manual trigger."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    reason: str | None = Field(default=None, max_length=300, description="Why, in a few words")
+    reason: str | None = Field(
+        default=None, max_length=300, pattern=STORABLE_TEXT, description="Why, in a few words"
+    )

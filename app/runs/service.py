@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.core.db import after_commit
+from app.core.db import MAX_ID, after_commit
 from app.core.errors import Conflict, NotFound
 from app.core.faults import crash_point
 from app.core.time import utcnow
@@ -39,7 +39,7 @@ class Fire:
 
 def get(*, session: Session, run_id: int) -> Run:
     """The run with this id, or NotFound."""
-    run = session.get(Run, run_id)
+    run = session.get(Run, run_id) if 1 <= run_id <= MAX_ID else None
     if run is None:
         raise NotFound(f"Run {run_id} does not exist")
     return run

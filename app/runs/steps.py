@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 from sqlalchemy.orm import Session
 
+from app.auth.roles import SYSTEM
 from app.core.db import unit_of_work
 from app.core.faults import crash_point
 from app.datasources.service import describe_source, load_frame
@@ -117,7 +118,7 @@ def deploy(state: RunState, env: WorkerEnv) -> str:
     if state.spec.deployment.mode == "manual":
         raise AwaitApproval(f"version {state.version} passed every gate; waiting for approval")
     request = promotion.Request(
-        actor="system",
+        actor=SYSTEM,
         reason=f"run {state.run_id}: {state.metrics['gate']}",
         evidence={"run_id": state.run_id, **state.metrics},
         public_url=env.settings.public_url,

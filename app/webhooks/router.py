@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from app.deps import ServicesDep, SessionDep
+from app.deps import AdminDep, ServicesDep, SessionDep, audited
 from app.pipelines import service as pipelines
 from app.webhooks import service
 from app.webhooks.errors import PayloadTooLarge
@@ -96,9 +96,14 @@ def _accept(
     )
 
 
-@router.post("/pipelines/{name}/webhook-secret/rotate")
+@router.post(
+    "/pipelines/{name}/webhook-secret/rotate", dependencies=[audited("webhook_secret.rotate")]
+)
 def rotate_webhook_secret(
-    name: str, session: SessionDep, body: Annotated[SecretRotate | None, Body()] = None
+    name: str,
+    actor: AdminDep,
+    session: SessionDep,
+    body: Annotated[SecretRotate | None, Body()] = None,
 ) -> SecretRotated:
     """A new webhook secret, shown only here; the old one keeps working for grace_s seconds."""
     pipeline = pipelines.get(session=session, name=name)

@@ -41,7 +41,7 @@ class DataAccepted(BaseModel):
 
 
 class SecretRotate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     grace_s: float = Field(
         default=3600,
