@@ -16,13 +16,14 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from app.auth.roles import SYSTEM
-from app.core.db import unit_of_work
+from app.core.db import read_only_unit, unit_of_work
 from app.core.faults import crash_point
 from app.datasources.service import describe_source, load_frame
 from app.pipelines.estimators import EstimatorKind, resolve_estimator
 from app.pipelines.spec import PipelineSpec
 from app.registry import promotion
 from app.registry import service as registry
+from app.registry.artifacts import StoredArtifact
 from app.registry.serving import LoadedModel
 from app.runs.env import WorkerEnv
 from app.runs.models import Run
@@ -34,7 +35,16 @@ from app.training.trainer import Holdout, TrainedModel, feature_columns, split_h
 from app.training.validation import check_data
 
 log = logging.getLogger(__name__)
-_BACKGROUND = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mlops-fingerprint")
+_BACKGROUND = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mlops-background")
+
+
+@dataclass(frozen=True)
+class ProductionScore:
+    """The production model's score on this run's holdout (None: no production or no score)."""
+
+    version: int | None
+    value: float | None
+    note: str | None
 
 
 @dataclass
@@ -54,6 +64,8 @@ class RunState:
     sha256: str | None = None
     fingerprint: Future[DataFingerprint] | None = None
     reference: Future[dict[str, Any]] | None = None
+    production: Future[ProductionScore] | None = None
+    artifact: Future[tuple[int, StoredArtifact]] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -83,8 +95,13 @@ def validate(state: RunState, env: WorkerEnv) -> str:
 def train_model(state: RunState, env: WorkerEnv) -> str:
     assert state.frame is not None
     state.holdout = split_holdout(state.frame, state.spec, state.kind)
+    # Production is scored on the same holdout while the candidate fits, on the other core;
+    # evaluate checks that it is still production before it uses the score.
+    state.production = _BACKGROUND.submit(_production_score, state, env)
     crash_point("during_train")
     state.trained = train(state.spec, state.holdout, env.settings.allowed_estimators)
+    # Serialising and fsyncing the artifact overlaps with scoring the candidate.
+    state.artifact = _BACKGROUND.submit(_save_artifact, state, env)
     estimator = state.spec.model.estimator.rpartition(".")[2]
     rows = len(state.holdout.X_train)
     return f"{estimator} fitted on {rows} rows in {state.trained.fit_seconds:.2f} s"
@@ -94,18 +111,16 @@ def evaluate(state: RunState, env: WorkerEnv) -> str:
     assert state.holdout is not None and state.trained is not None and state.frame is not None
     metric = state.spec.evaluation.metric
     h = state.holdout
-    # Production is scored on the same holdout at the same time, on the other core.
-    production_score = _BACKGROUND.submit(_production_score, state, env)
     candidate = score(state.trained.model, h.X_test, h.y_test, metric, state.kind)
-    production, note = production_score.result()
-    decision = gate(candidate, production, state.spec.evaluation, state.spec.lower_is_better)
+    production = _current_production_score(state, env)
+    decision = gate(candidate, production.value, state.spec.evaluation, state.spec.lower_is_better)
     state.metrics = {
         "metric": metric,
         "candidate": candidate,
-        "production": production,
+        "production": production.value,
         "holdout_rows": len(h.X_test),
         "gate": decision.reason,
-        **({"production_note": note} if note else {}),
+        **({"production_note": production.note} if production.note else {}),
     }
     _register_version(state, env)
     if not decision.passed:
@@ -167,12 +182,12 @@ def _serve_trained_model(state: RunState, env: WorkerEnv) -> None:
     env.models.put(loaded)
 
 
-def _production_score(state: RunState, env: WorkerEnv) -> tuple[float | None, str | None]:
-    assert state.holdout is not None
-    with unit_of_work(env.factory) as session:
+def _production_score(state: RunState, env: WorkerEnv) -> ProductionScore:
+    with read_only_unit(env.factory) as session:
         ref = registry.production_ref(session=session, pipeline_id=state.pipeline_id)
     if ref is None:
-        return None, None
+        return ProductionScore(None, None, None)
+    assert state.holdout is not None
     version, h = ref.version, state.holdout
     try:
         # The serving cache: production is verified and loaded once, not per run.
@@ -182,8 +197,29 @@ def _production_score(state: RunState, env: WorkerEnv) -> tuple[float | None, st
         # A production model that cannot score the new holdout (its columns changed, say)
         # is no evidence either way; the run says so instead of failing.
         log.warning("production v%s could not be scored: %s", version, exc)
-        return None, f"production version {version} could not score this holdout: {exc}"
-    return value, None
+        note = f"production version {version} could not score this holdout: {exc}"
+        return ProductionScore(version, None, note)
+    return ProductionScore(version, value, None)
+
+
+def _current_production_score(state: RunState, env: WorkerEnv) -> ProductionScore:
+    """The score taken during training, or a fresh one if production changed meanwhile."""
+    assert state.production is not None
+    scored = state.production.result()
+    with read_only_unit(env.factory) as session:
+        ref = registry.production_ref(session=session, pipeline_id=state.pipeline_id)
+    if (ref.version if ref else None) == scored.version:
+        return scored
+    return _production_score(state, env)
+
+
+def _save_artifact(state: RunState, env: WorkerEnv) -> tuple[int, StoredArtifact]:
+    assert state.trained is not None
+    with read_only_unit(env.factory) as session:
+        version = registry.next_version(session=session, pipeline_id=state.pipeline_id)
+    # Written outside a transaction; one active run per pipeline keeps the number ours,
+    # and the unique (pipeline, version) constraint would refuse it otherwise.
+    return version, env.artifacts.save(state.pipeline_name, version, state.trained.model)
 
 
 def _register_version(state: RunState, env: WorkerEnv) -> None:
@@ -192,11 +228,8 @@ def _register_version(state: RunState, env: WorkerEnv) -> None:
     # What drift triggers compare new rows with (started in load_data).
     assert state.reference is not None
     reference = state.reference.result()
-    with unit_of_work(env.factory) as session:
-        version = registry.next_version(session=session, pipeline_id=state.pipeline_id)
-    # Written outside a transaction; one active run per pipeline keeps the number ours,
-    # and the unique (pipeline, version) constraint would refuse it otherwise.
-    artifact = env.artifacts.save(state.pipeline_name, version, state.trained.model)
+    assert state.artifact is not None
+    version, artifact = state.artifact.result()
     with unit_of_work(env.factory) as session:
         registry.register(
             session=session,

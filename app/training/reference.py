@@ -21,17 +21,20 @@ OTHER = "__other__"
 OPEN_ENDS = ("-inf", "inf")
 # Fixed so that retraining on the same data stores the same sample.
 SAMPLE_SEED = 0
-PROFILE_ROWS = 100_000
+PROFILE_ROWS = 20_000
 
 
 def reference_profile(frame: pd.DataFrame, features: list[str]) -> dict[str, Any]:
     """Per feature: decile bins, their fractions and a sample (numeric), or frequencies."""
     present = [feature for feature in features if feature in frame.columns]
+    frame = frame[present]
     if len(frame) > PROFILE_ROWS:
-        # Deciles and frequencies of a 100k-row sample are as good a reference, at a
-        # fraction of the cost on big training sets.
-        frame = frame.sample(PROFILE_ROWS, random_state=SAMPLE_SEED)
-    numeric = set(numeric_columns(frame[present]))
+        # A 20k-row sample pins each decile's share to within about 0.002, far below what
+        # a PSI threshold can tell apart, at a fraction of the cost on big training sets
+        # (it runs beside validation and training).
+        rows = np.random.default_rng(SAMPLE_SEED).choice(len(frame), PROFILE_ROWS, replace=False)
+        frame = frame.iloc[np.sort(rows)]
+    numeric = set(numeric_columns(frame))
     return {
         feature: numeric_profile(frame[feature])
         if feature in numeric
