@@ -38,8 +38,10 @@ class ModelVersion(Base):
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     data_fingerprint: Mapped[dict[str, Any]] = mapped_column(default=dict)
     features: Mapped[list[Any]] = mapped_column(default=list)
-    # Per-feature distribution of the training data, the reference for drift checks.
-    reference: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Per-feature distribution of the training data, the reference for drift checks. Tens of
+    # kB of JSON: loaded only when a drift check reads it, not with every version row
+    # (a promotion locks and reads all of a pipeline's versions).
+    reference: Mapped[dict[str, Any]] = mapped_column(default=dict, deferred=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     promoted_at: Mapped[datetime | None]
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.auth import audit
 from app.auth.roles import Actor
-from app.core.db import SessionFactory, unit_of_work
+from app.core.db import SessionFactory, read_only_unit, unit_of_work
 from app.core.errors import Conflict
 from app.core.faults import crash_point
 from app.core.time import utcnow
@@ -59,7 +59,7 @@ def promote(
     fence: Fence | None = None,
 ) -> PromotionRead:
     """Make `version` the production model of pipeline `name`."""
-    with unit_of_work(factory) as session:
+    with read_only_unit(factory) as session:
         pipeline = pipelines.get(session=session, name=name)
         target = registry.get(session=session, pipeline=pipeline, version=version)
         plan = _plan(session, pipeline, target, "promote", request)
@@ -68,7 +68,7 @@ def promote(
 
 def rollback(factory: SessionFactory, *, name: str, request: Request) -> PromotionRead:
     """Return production to the version that was live before the current one was promoted."""
-    with unit_of_work(factory) as session:
+    with read_only_unit(factory) as session:
         pipeline = pipelines.get(session=session, name=name)
         previous = _previous_version(session, pipeline)
         target = registry.get(session=session, pipeline=pipeline, version=previous)
