@@ -49,7 +49,8 @@ def _message(error: Any) -> str:
         hint = PATTERN_HINTS.get(str(error.get("ctx", {}).get("pattern")))
         if hint is not None:
             return hint
-    return str(error["msg"])
+    # Our validators' own words, without pydantic's "Value error, " in front.
+    return str(error["msg"]).removeprefix("Value error, ")
 
 
 def summary(errors: list[dict[str, str]]) -> str:
