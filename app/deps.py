@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.auth import audit
 from app.auth import service as auth
+from app.auth.middleware import STATE_KEY
 from app.auth.roles import Actor, Role
 from app.auth.usage import KeyUsage
 from app.core.db import SessionFactory, read_only_unit, unit_of_work
@@ -77,8 +78,11 @@ _bearer = HTTPBearer(
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def get_actor(services: ServicesDep, credentials: Credentials) -> Actor:
+def get_actor(request: Request, services: ServicesDep, credentials: Credentials) -> Actor:
     """Who is asking: the actor of the request's API key; 401 without a live one."""
+    found: Actor | None = getattr(request.state, STATE_KEY, None)
+    if found is not None:
+        return found  # authenticated by the middleware, before the body was read
     return auth.authenticate(
         engine=services.engine,
         settings=services.settings,

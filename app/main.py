@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from app import __version__
 from app.auth import usage
 from app.auth.bootstrap import bootstrap
+from app.auth.middleware import AuthenticateFirst
 from app.auth.router import router as auth_router
 from app.core.db import make_engine, make_session_factory
 from app.core.limits import BodyLimitMiddleware, Limit, limit_by_path
@@ -38,6 +39,8 @@ from app.webhooks.router import router as webhooks_router
 
 log = logging.getLogger(__name__)
 API = "/api/v1"
+# The signed new-data webhook: its HMAC signature is its credential, not an API key.
+WEBHOOK_PATH = f"{API}/pipelines/[^/]+/data"
 THREADPOOL_SIZE = 200
 
 
@@ -109,11 +112,7 @@ def _limit_bodies(app: FastAPI, settings: Settings) -> None:
     """MLOPS_MAX_BODY_BYTES for every body; the new-data webhook has its own, larger limit."""
     limit_for = limit_by_path(
         lambda: Limit(settings.max_body_bytes, "MLOPS_MAX_BODY_BYTES"),
-        {
-            f"{API}/pipelines/[^/]+/data": lambda: Limit(
-                settings.webhook_max_bytes, "MLOPS_WEBHOOK_MAX_BYTES"
-            )
-        },
+        {WEBHOOK_PATH: lambda: Limit(settings.webhook_max_bytes, "MLOPS_WEBHOOK_MAX_BYTES")},
     )
     app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
 
@@ -146,6 +145,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.services = services
     install_problem_handlers(app)
     _limit_bodies(app, services.settings)
+    # Added after the body limit, so it runs before it: no body is read for a caller without
+    # a key.
+    app.add_middleware(AuthenticateFirst, protected=f"{API}/", open_paths=WEBHOOK_PATH)
     redact_url_logs()
     install_docs(app)
     app.include_router(ops_router)

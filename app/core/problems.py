@@ -62,11 +62,16 @@ def summary(errors: list[dict[str, str]]) -> str:
     return f"{first['loc']}: {first['msg']}{more}"
 
 
-async def _domain(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, DomainError)
+def domain_problem(exc: DomainError, request: Request) -> JSONResponse:
+    """The problem+json response for a domain error, with its headers."""
     response = problem(exc.status_code, exc.title, exc.detail, request, **exc.extra)
     response.headers.update(exc.headers)
     return response
+
+
+async def _domain(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, DomainError)
+    return domain_problem(exc, request)
 
 
 async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
