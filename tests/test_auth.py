@@ -288,17 +288,20 @@ class TestKeys:
         assert unused["id"] != used["id"]
 
 
-def test_a_key_lookup_leaves_sqlite_transactions_to_the_engine(client: Any) -> None:
-    # The engine runs SQLite's transactions itself (isolation_level None); a lookup that
-    # reset its pooled connection to pysqlite's own handling would break SAVEPOINTs.
+def test_a_key_lookup_leaves_the_pooled_connection_as_the_engine_set_it(client: Any) -> None:
+    # SQLite: the engine runs transactions itself (isolation_level None); a lookup that reset
+    # its pooled connection to pysqlite's own handling would break SAVEPOINTs. PostgreSQL:
+    # the lookup runs in autocommit, which must not stay on for the next user.
     engine = client.app.state.services.engine
-    if engine.dialect.name != "sqlite":
-        pytest.skip("SQLite only")
     key = make_key(client, "viewer")["key"]
     engine.dispose()  # one pooled connection from here on: the lookup's
     assert call(client, "GET", f"{API}/pipelines", key).status_code == 200
     with engine.connect() as connection:
-        assert connection.connection.dbapi_connection.isolation_level is None
+        dbapi = connection.connection.dbapi_connection
+        if engine.dialect.name == "sqlite":
+            assert dbapi.isolation_level is None
+        else:
+            assert dbapi.autocommit is False
 
 
 class TestAdminToken:
