@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,7 @@ from app.registry import promotion
 from app.registry import service as registry
 from app.registry.artifacts import StoredArtifact
 from app.registry.serving import LoadedModel
+from app.runs import compute
 from app.runs.env import WorkerEnv
 from app.runs.models import Run
 from app.runs.outcomes import AwaitApproval, Failed, Rejected
@@ -35,9 +36,6 @@ from app.training.trainer import Holdout, TrainedModel, feature_columns, split_h
 from app.training.validation import check_data
 
 log = logging.getLogger(__name__)
-# Work that overlaps with the run's own steps: fingerprint, drift reference, production
-# scoring, the artifact.
-_BACKGROUND = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mlops-background")
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,8 @@ def load_data(state: RunState, env: WorkerEnv) -> str:
     # Read-only: on SQLite a write transaction would hold the database's one write lock for
     # as long as the source takes to read, and every tick and claim would wait behind it.
     with read_only_unit(env.factory) as session:
-        frame = load_frame(
+        frame = compute.run(
+            load_frame,
             state.spec.source,
             pipeline_id=state.pipeline_id,
             session=session,
@@ -84,16 +83,16 @@ def load_data(state: RunState, env: WorkerEnv) -> str:
     state.frame = frame
     # Hashing a large frame and profiling it for drift take tens to hundreds of ms: they
     # overlap with validation and training, on the core training leaves free.
-    state.fingerprint = _BACKGROUND.submit(fingerprint, frame)
+    state.fingerprint = compute.submit(fingerprint, frame)
     features = feature_columns(state.spec, frame)
-    state.reference = _BACKGROUND.submit(reference_profile, frame, features)
+    state.reference = compute.submit(reference_profile, frame, features)
     where = describe_source(state.spec.source)
     return f"{len(frame)} rows x {len(frame.columns)} columns from {where}"
 
 
 def validate(state: RunState, env: WorkerEnv) -> str:
     assert state.frame is not None
-    check = check_data(state.frame, state.spec, state.kind)
+    check = compute.run(check_data, state.frame, state.spec, state.kind)
     if not check.passed:
         raise Rejected(check.reason)
     return check.detail
@@ -101,14 +100,14 @@ def validate(state: RunState, env: WorkerEnv) -> str:
 
 def train_model(state: RunState, env: WorkerEnv) -> str:
     assert state.frame is not None
-    state.holdout = split_holdout(state.frame, state.spec, state.kind)
+    state.holdout = compute.run(split_holdout, state.frame, state.spec, state.kind)
     # Production is scored on the same holdout while the candidate fits, on the other core;
     # evaluate checks that it is still production before it uses the score.
-    state.production = _BACKGROUND.submit(_production_score, state, env)
+    state.production = compute.submit(_production_score, state, env)
     crash_point("during_train")
-    state.trained = train(state.spec, state.holdout, env.settings.allowed_estimators)
+    state.trained = compute.run(train, state.spec, state.holdout, env.settings.allowed_estimators)
     # Serialising and fsyncing the artifact overlaps with scoring the candidate.
-    state.artifact = _BACKGROUND.submit(_save_artifact, state, env)
+    state.artifact = compute.submit(_save_artifact, state, env)
     estimator = state.spec.model.estimator.rpartition(".")[2]
     rows = len(state.holdout.X_train)
     return f"{estimator} fitted on {rows} rows in {state.trained.fit_seconds:.2f} s"
@@ -118,7 +117,7 @@ def evaluate(state: RunState, env: WorkerEnv) -> str:
     assert state.holdout is not None and state.trained is not None and state.frame is not None
     metric = state.spec.evaluation.metric
     h = state.holdout
-    candidate = score(state.trained.model, h.X_test, h.y_test, metric, state.kind)
+    candidate = compute.run(score, state.trained.model, h.X_test, h.y_test, metric, state.kind)
     production = _current_production_score(state, env)
     decision = gate(candidate, production.value, state.spec.evaluation, state.spec.lower_is_better)
     state.metrics = {
@@ -217,7 +216,7 @@ def _current_production_score(state: RunState, env: WorkerEnv) -> ProductionScor
         ref = registry.production_ref(session=session, pipeline_id=state.pipeline_id)
     if (ref.version if ref else None) == scored.version:
         return scored
-    return _production_score(state, env)
+    return compute.run(_production_score, state, env)
 
 
 def _save_artifact(state: RunState, env: WorkerEnv) -> tuple[int, StoredArtifact]:

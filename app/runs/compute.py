@@ -1,0 +1,53 @@
+"""Where a run's heavy work executes: threads with a lower CPU priority than the control plane.
+
+Responsible for: the CPU-bound parts of runs (reading data, validating, fitting, scoring,
+profiling, serialising). Trainings share the process with the clock, the claims and the API;
+on two cores, ten trainings at the same priority slowed a cron tick's few milliseconds of work
+by a factor of ten or more. Raising these threads' nice value (per thread on Linux) lets the
+scheduler run the short control-plane work first, and trainings still get every idle cycle.
+
+Database writes stay in the calling thread: a low-priority thread holding the database's
+write lock would make every tick and request wait for it (priority inversion).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
+# +10: a nice-0 thread gets about ten times the CPU of a training when both want it.
+NICE = 10
+# Threads are created on demand and reused; the bound only caps a burst.
+MAX_THREADS = 256
+
+
+def _lower_priority() -> None:
+    if sys.platform != "linux":
+        return  # elsewhere the nice value belongs to the whole process
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
+    except OSError as exc:
+        log.warning("could not lower the priority of a compute thread: %s", exc)
+
+
+_POOL = ThreadPoolExecutor(
+    max_workers=MAX_THREADS, thread_name_prefix="mlops-compute", initializer=_lower_priority
+)
+
+
+def run(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    """Call fn in a compute thread and wait for its result (or its exception)."""
+    return _POOL.submit(fn, *args, **kwargs).result()
+
+
+def submit(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Future[T]:
+    """Start fn in a compute thread; the caller collects the result later."""
+    return _POOL.submit(fn, *args, **kwargs)
