@@ -44,12 +44,7 @@ def list_keys(url: UrlOption = DEFAULT_URL, output: OutputOption = OutputFormat.
     """API keys, newest first: prefixes only, never the keys."""
     with connect(url) as client:
         page = client.get("/keys", params={"limit": 500})
-    if output is OutputFormat.json:
-        render.print_json(page)
-    elif not page["items"]:
-        typer.echo("No API keys")
-    else:
-        render.console().print(render.keys_table(page["items"]))
+    render.print_page(page, output, render.keys_table, empty="No API keys")
 
 
 @app.command("revoke")

@@ -91,20 +91,8 @@ def list_pipelines(
     """All pipelines, by name."""
     with connect(url) as client:
         page = client.get("/pipelines", params={"limit": limit, "offset": offset})
-    if output is OutputFormat.json:
-        render.print_json(page)
-    elif not page["items"]:
-        typer.echo("No pipelines yet; create one with: mlops pipeline apply -f FILE")
-    else:
-        render.console().print(render.pipelines_table(page["items"]))
-        _more(page, "pipelines")
-
-
-def _more(page: render.Json, noun: str) -> None:
-    shown = len(page["items"])
-    if page["offset"] or shown < page["total"]:
-        first = page["offset"] + 1
-        typer.echo(f"{noun.capitalize()} {first}-{first + shown - 1} of {page['total']}")
+    empty = "No pipelines yet; create one with: mlops pipeline apply -f FILE"
+    render.print_page(page, output, render.pipelines_table, empty=empty, noun="pipelines")
 
 
 @app.command("status")
@@ -159,13 +147,8 @@ def history(
     """Runs, newest first."""
     with connect(url) as client:
         page = client.get(f"/pipelines/{segment(name)}/runs", params={"limit": limit})
-    if output is OutputFormat.json:
-        render.print_json(page)
-    elif not page["items"]:
-        typer.echo(f"Pipeline {name} has no runs yet")
-    else:
-        render.console().print(render.runs_table(page["items"]))
-        _more(page, "runs")
+    empty = f"Pipeline {name} has no runs yet"
+    render.print_page(page, output, render.runs_table, empty=empty, noun="runs")
 
 
 @app.command("pause")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
@@ -65,6 +66,28 @@ def console() -> Console:
 
 def print_json(data: Any) -> None:
     typer.echo(json.dumps(data, indent=2))
+
+
+def print_page(
+    page: Json,
+    output: OutputFormat,
+    table: Callable[[list[Json]], Table],
+    *,
+    empty: str,
+    noun: str | None = None,
+) -> None:
+    """A page of a listing: as JSON, as a table (and which rows of how many), or `empty`."""
+    if output is OutputFormat.json:
+        print_json(page)
+        return
+    if not page["items"]:
+        typer.echo(empty)
+        return
+    console().print(table(page["items"]))
+    shown = len(page["items"])
+    if noun is not None and (page["offset"] or shown < page["total"]):
+        first = page["offset"] + 1
+        typer.echo(f"{noun.capitalize()} {first}-{first + shown - 1} of {page['total']}")
 
 
 def status_word(status: str) -> str:
