@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
@@ -41,7 +43,8 @@ class Services:
     key_usage: KeyUsage
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
+    # async: no I/O, so no threadpool hop for a dependency nearly every route has.
     services: Services = request.app.state.services
     return services
 
@@ -78,23 +81,25 @@ _bearer = HTTPBearer(
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def get_actor(request: Request, services: ServicesDep, credentials: Credentials) -> Actor:
+async def get_actor(request: Request, services: ServicesDep, credentials: Credentials) -> Actor:
     """Who is asking: the actor of the request's API key; 401 without a live one."""
     found: Actor | None = getattr(request.state, STATE_KEY, None)
     if found is not None:
         return found  # authenticated by the middleware, before the body was read
-    return auth.authenticate(
+    check = partial(
+        auth.authenticate,
         engine=services.engine,
         settings=services.settings,
         token=credentials.credentials if credentials else None,
         usage=services.key_usage,
     )
+    return await anyio.to_thread.run_sync(check)  # the key lookup reads the database
 
 
-def require(role: Role) -> Callable[[Actor], Actor]:
+def require(role: Role) -> Callable[[Actor], Awaitable[Actor]]:
     """A dependency that lets through actors whose role is `role` or above; 403 otherwise."""
 
-    def dependency(actor: Annotated[Actor, Depends(get_actor)]) -> Actor:
+    async def dependency(actor: Annotated[Actor, Depends(get_actor)]) -> Actor:
         if not actor.role.allows(role):
             raise Forbidden(
                 f"This needs the {role} role; {actor.label} has {actor.role}",

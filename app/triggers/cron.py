@@ -43,7 +43,7 @@ from bisect import bisect_left
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cached_property
+from functools import cached_property, lru_cache
 from itertools import islice, takewhile
 from zoneinfo import ZoneInfo
 
@@ -375,3 +375,10 @@ def _bisect_change(tz: ZoneInfo, lo: datetime, hi: datetime, offset: timedelta) 
         else:
             after = middle
     return lo + after * _SECOND
+
+
+@lru_cache(maxsize=4096)
+def parse_cron(text: str) -> CronExpression:
+    """CronExpression.parse, remembered (the result is immutable): thousands of pipelines share
+    a few expressions, and each is parsed when its spec is read and at every reschedule."""
+    return CronExpression.parse(text)

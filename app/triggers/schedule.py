@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from app.core.time import as_utc
 from app.pipelines.spec import CronTrigger, IntervalTrigger, PipelineSpec
-from app.triggers.cron import CronExpression
+from app.triggers.cron import CronExpression, parse_cron
 
 TimeTrigger = CronTrigger | IntervalTrigger
 
@@ -57,7 +57,7 @@ class IntervalSchedule:
 def schedule_of(trigger: TimeTrigger, anchor: datetime) -> TimeSchedule:
     """The schedule of one time trigger; intervals count from the pipeline's anchor."""
     if isinstance(trigger, CronTrigger):
-        expression = CronExpression.parse(trigger.schedule)
+        expression = parse_cron(trigger.schedule)
         return CronSchedule(expression, trigger.schedule, trigger.timezone)
     return IntervalSchedule(trigger.every_s, anchor)
 
