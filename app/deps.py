@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from typing import Annotated, Any
 
-import anyio
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
@@ -86,14 +84,12 @@ async def get_actor(request: Request, services: ServicesDep, credentials: Creden
     found: Actor | None = getattr(request.state, STATE_KEY, None)
     if found is not None:
         return found  # authenticated by the middleware, before the body was read
-    check = partial(
-        auth.authenticate,
+    return await auth.authenticate(
         engine=services.engine,
         settings=services.settings,
         token=credentials.credentials if credentials else None,
         usage=services.key_usage,
     )
-    return await anyio.to_thread.run_sync(check)  # the key lookup reads the database
 
 
 def require(role: Role) -> Callable[[Actor], Awaitable[Actor]]:

@@ -9,9 +9,7 @@ route's dependency then checks the role against the actor found here, with no se
 from __future__ import annotations
 
 import re
-from functools import partial
 
-import anyio
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -37,19 +35,13 @@ class AuthenticateFirst:
             return
         request = Request(scope)
         services = scope["app"].state.services
-        token = bearer_token(request.headers.get("authorization"))
-        check = partial(
-            auth.authenticate,
-            engine=services.engine,
-            settings=services.settings,
-            token=token,
-            usage=services.key_usage,
-        )
         try:
-            # Only a stored key's lookup reads the database, in a worker thread.
-            actor = auth.without_lookup(settings=services.settings, token=token)
-            if actor is None:
-                actor = await anyio.to_thread.run_sync(check)
+            actor = await auth.authenticate(
+                engine=services.engine,
+                settings=services.settings,
+                token=bearer_token(request.headers.get("authorization")),
+                usage=services.key_usage,
+            )
         except Unauthorized as exc:
             await domain_problem(exc, request)(scope, receive, send)
             return

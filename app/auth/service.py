@@ -8,6 +8,7 @@ import hmac
 import re
 import secrets
 
+import anyio
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
@@ -101,18 +102,19 @@ def _active_admins(session: Session) -> list[int]:
     return list(session.scalars(query.with_for_update()))
 
 
-def authenticate(
+async def authenticate(
     *, engine: Engine, settings: Settings, token: str | None, usage: KeyUsage
 ) -> Actor:
     """The actor a bearer token stands for; Unauthorized if none or not a live key."""
-    actor = without_lookup(settings=settings, token=token)
+    actor = _without_lookup(settings, token)
     if actor is not None:
         return actor
     assert token is not None
-    return _lookup(engine, hash_key(token), usage)
+    # Only a stored key's lookup reads the database: that part runs in a worker thread.
+    return await anyio.to_thread.run_sync(_lookup, engine, hash_key(token), usage)
 
 
-def without_lookup(*, settings: Settings, token: str | None) -> Actor | None:
+def _without_lookup(settings: Settings, token: str | None) -> Actor | None:
     """The verdict that needs no database: the actor, Unauthorized, or None (look the key up)."""
     if settings.auth == "disabled":
         return ANONYMOUS
