@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +37,22 @@ class BenchError(Exception):
 
 
 # --- data and specs ---------------------------------------------------------------------
+
+
+def run_in_workdir(run: Callable[[Path], None], *, prefix: str, keep: bool, logs: str) -> int:
+    """Run a benchmark in a fresh temp dir: exit code 1 and the dir kept if it fails."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        run(workdir)
+    except (BenchError, httpx.HTTPError) as exc:
+        print(f"benchmark failed: {exc}", file=sys.stderr)
+        print(f"kept {workdir} ({logs})", file=sys.stderr)
+        return 1
+    if keep:
+        print(f"kept {workdir} ({logs})")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return 0
 
 
 def write_dataset(path: Path, rows: int, seed: int = 7) -> Path:

@@ -15,10 +15,8 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import statistics
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +25,6 @@ from typing import Any
 if not __package__:  # run as a script: make `bench` importable from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx
 import numpy as np
 import pandas as pd
 import sklearn
@@ -46,6 +43,7 @@ from bench.harness import (
     Service,
     bare_job,
     big_spec,
+    run_in_workdir,
     run_timing,
     tiny_spec,
     trigger_and_wait,
@@ -352,18 +350,9 @@ def run(opts: Options, workdir: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="mlops-bench-"))
-    try:
-        run(opts, workdir)
-    except (BenchError, httpx.HTTPError) as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        print(f"kept {workdir} (server.log)", file=sys.stderr)
-        return 1
-    if opts.keep:
-        print(f"kept {workdir} (server.log)")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    return run_in_workdir(
+        lambda workdir: run(opts, workdir), prefix="mlops-bench-", keep=opts.keep, logs="server.log"
+    )
 
 
 if __name__ == "__main__":

@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,10 +29,9 @@ from pathlib import Path
 if not __package__:  # run as a script: make `bench` importable from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import httpx
 import sklearn
 
-from bench.harness import BenchError
+from bench.harness import run_in_workdir
 from bench.triggers_cron import CronOptions, cron_rows, print_cron
 from bench.triggers_cron import measure as measure_cron
 from bench.triggers_events import (
@@ -186,18 +183,12 @@ def run(opts: Options, workdir: Path) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="mlops-bench-triggers-"))
-    try:
-        run(opts, workdir)
-    except (BenchError, httpx.HTTPError) as exc:
-        print(f"benchmark failed: {exc}", file=sys.stderr)
-        print(f"kept {workdir} (server.log in each phase's directory)", file=sys.stderr)
-        return 1
-    if opts.keep:
-        print(f"kept {workdir}")
-    else:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return 0
+    return run_in_workdir(
+        lambda workdir: run(opts, workdir),
+        prefix="mlops-bench-triggers-",
+        keep=opts.keep,
+        logs="server.log in each phase's directory",
+    )
 
 
 if __name__ == "__main__":
