@@ -76,7 +76,7 @@ def customers() -> pd.DataFrame:
 
 def fitted(spec: PipelineSpec, frame: pd.DataFrame) -> tuple[Pipeline, Holdout]:
     holdout = split_holdout(frame, spec, "classifier")
-    return train(spec, holdout, ALLOWED).model, holdout
+    return train(spec, holdout.X_train, holdout.y_train, ALLOWED).model, holdout
 
 
 class TestValidationPasses:
@@ -307,7 +307,7 @@ class TestTrain:
     def test_trains_a_pipeline_and_records_params(self) -> None:
         spec = make_spec(model={"estimator": LOGISTIC, "params": {"max_iter": 5000, "C": 0.5}})
         holdout = split_holdout(breast_cancer(), spec, "classifier")
-        trained = train(spec, holdout, ALLOWED)
+        trained = train(spec, holdout.X_train, holdout.y_train, ALLOWED)
         assert [name for name, _ in trained.model.steps] == ["preprocess", "estimator"]
         assert trained.params["max_iter"] == 5000
         assert trained.params["C"] == 0.5
@@ -325,7 +325,7 @@ class TestTrain:
     def test_trains_a_regressor(self) -> None:
         spec = make_spec(model={"estimator": "sklearn.linear_model.Ridge", "params": {}})
         holdout = split_holdout(diabetes(), spec, "regressor")
-        trained = train(spec, holdout, ALLOWED)
+        trained = train(spec, holdout.X_train, holdout.y_train, ALLOWED)
         assert trained.params["alpha"] == 1.0
         assert trained.model.score(holdout.X_test, holdout.y_test) > 0.4
 
@@ -333,7 +333,7 @@ class TestTrain:
         spec = make_spec(model={"estimator": LOGISTIC, "params": {"solver": "liblinear"}})
         holdout = split_holdout(iris(), spec, "classifier")
         with pytest.raises(TrainingError) as caught:
-            train(spec, holdout, ALLOWED)
+            train(spec, holdout.X_train, holdout.y_train, ALLOWED)
         assert str(caught.value).startswith(
             "Training failed: The 'liblinear' solver does not support multiclass classification"
         )
@@ -343,13 +343,13 @@ class TestTrain:
         frame = customers().dropna(subset=["plan"])
         holdout = split_holdout(frame, spec, "regressor")
         with pytest.raises(TrainingError, match=r"^Training failed: could not convert string"):
-            train(spec, holdout, ALLOWED)
+            train(spec, holdout.X_train, holdout.y_train, ALLOWED)
 
     def test_an_estimator_outside_the_allow_list_fails_training(self) -> None:
         spec = make_spec(model={"estimator": "sklearn.svm.SVC"})
         holdout = split_holdout(iris(), spec, "classifier")
         with pytest.raises(TrainingError, match=r"^Training failed: 'sklearn.svm.SVC' is not"):
-            train(spec, holdout, ("sklearn.linear_model.",))
+            train(spec, holdout.X_train, holdout.y_train, ("sklearn.linear_model.",))
 
     def test_params_are_made_json_safe(self) -> None:
         params = {
@@ -453,7 +453,7 @@ class TestScore:
     def test_regression_metrics(self) -> None:
         spec = make_spec(model={"estimator": "sklearn.linear_model.Ridge", "params": {}})
         holdout = split_holdout(diabetes(), spec, "regressor")
-        model = train(spec, holdout, ALLOWED).model
+        model = train(spec, holdout.X_train, holdout.y_train, ALLOWED).model
         x, y = holdout.X_test, holdout.y_test
         predicted = model.predict(x)
         assert score(model, x, y, "r2", "regressor") == r2_score(y, predicted)

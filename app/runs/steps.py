@@ -25,10 +25,10 @@ from app.registry import promotion
 from app.registry import service as registry
 from app.registry.artifacts import StoredArtifact
 from app.registry.serving import LoadedModel
-from app.runs import compute
+from app.runs import compute, processes
 from app.runs.env import WorkerEnv
 from app.runs.models import Run
-from app.runs.outcomes import AwaitApproval, Failed, Rejected
+from app.runs.outcomes import AwaitApproval, Failed, Rejected, Stopped
 from app.training.evaluation import gate, score
 from app.training.fingerprint import DataFingerprint, fingerprint
 from app.training.reference import reference_profile
@@ -57,6 +57,9 @@ class RunState:
     spec: PipelineSpec
     kind: EstimatorKind
     finalize: Callable[[Session, str], None]
+    # Why the run must stop now (cancelled, out of time, lease lost), or None; asked while a
+    # fit runs, so that the fit is killed instead of waited for.
+    interrupt: Callable[[str], Stopped | None]
     frame: pd.DataFrame | None = None
     holdout: Holdout | None = None
     trained: TrainedModel | None = None
@@ -81,11 +84,6 @@ def load_data(state: RunState, env: WorkerEnv) -> str:
             settings=env.settings,
         )
     state.frame = frame
-    # Hashing a large frame and profiling it for drift take tens to hundreds of ms: they
-    # overlap with validation and training, on the core training leaves free.
-    state.fingerprint = compute.submit(fingerprint, frame)
-    features = feature_columns(state.spec, frame)
-    state.reference = compute.submit(reference_profile, frame, features)
     where = describe_source(state.spec.source)
     return f"{len(frame)} rows x {len(frame.columns)} columns from {where}"
 
@@ -100,12 +98,23 @@ def validate(state: RunState, env: WorkerEnv) -> str:
 
 def train_model(state: RunState, env: WorkerEnv) -> str:
     assert state.frame is not None
-    state.holdout = compute.run(split_holdout, state.frame, state.spec, state.kind)
-    # Production is scored on the same holdout while the candidate fits, on the other core;
-    # evaluate checks that it is still production before it uses the score.
+    frame, h = state.frame, compute.run(split_holdout, state.frame, state.spec, state.kind)
+    state.holdout = h
+    # While the candidate fits in a training process, this process does the rest of the
+    # run's work on the other core: scoring production on the same holdout (evaluate checks
+    # that it is still production before it uses the score), hashing the data and profiling
+    # it for drift triggers.
     state.production = compute.submit(_production_score, state, env)
+    state.fingerprint = compute.submit(fingerprint, frame)
+    state.reference = compute.submit(reference_profile, frame, feature_columns(state.spec, frame))
     crash_point("during_train")
-    state.trained = compute.run(train, state.spec, state.holdout, env.settings.allowed_estimators)
+    allowed = env.settings.allowed_estimators
+    try:
+        state.trained = processes.call(
+            train, state.spec, h.X_train, h.y_train, allowed, stop=lambda: state.interrupt("train")
+        )
+    except processes.ProcessLost as exc:
+        raise Failed(f"Training failed: {exc}") from exc
     # Serialising and fsyncing the artifact overlaps with scoring the candidate.
     state.artifact = compute.submit(_save_artifact, state, env)
     estimator = state.spec.model.estimator.rpartition(".")[2]
@@ -171,13 +180,6 @@ def estimator_kind(spec: PipelineSpec, env: WorkerEnv) -> EstimatorKind:
     return resolve_estimator(spec.model.estimator, env.settings.allowed_estimators).kind
 
 
-def _fingerprint_of(state: RunState) -> DataFingerprint:
-    assert state.frame is not None
-    if state.fingerprint is None:
-        return fingerprint(state.frame)
-    return state.fingerprint.result()
-
-
 def _serve_trained_model(state: RunState, env: WorkerEnv) -> None:
     assert state.trained is not None and state.frame is not None
     assert state.version is not None and state.sha256 is not None
@@ -231,9 +233,9 @@ def _save_artifact(state: RunState, env: WorkerEnv) -> tuple[int, StoredArtifact
 def _register_version(state: RunState, env: WorkerEnv) -> None:
     assert state.trained is not None and state.frame is not None
     features = feature_columns(state.spec, state.frame)
-    # What drift triggers compare new rows with (started in load_data).
-    assert state.reference is not None
-    reference = state.reference.result()
+    # What drift triggers compare new rows with (both started in train_model).
+    assert state.reference is not None and state.fingerprint is not None
+    reference, data_fingerprint = state.reference.result(), state.fingerprint.result()
     assert state.artifact is not None
     version, artifact = state.artifact.result()
     with unit_of_work(env.factory) as session:
@@ -247,7 +249,7 @@ def _register_version(state: RunState, env: WorkerEnv) -> None:
                 "estimator": state.spec.model.estimator,
                 "metrics": state.metrics,
                 "params": state.trained.params,
-                "data_fingerprint": dict(_fingerprint_of(state)),
+                "data_fingerprint": dict(data_fingerprint),
                 "features": features,
                 "reference": reference,
             },

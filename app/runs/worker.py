@@ -8,13 +8,15 @@ lost its run never promotes, and scheduling a retry when a failed run has attemp
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, lazyload
 
-from app.core.db import after_commit, unit_of_work
+from app.core.db import after_commit, read_only_unit, unit_of_work
 from app.core.errors import DomainError
 from app.core.time import utcnow
 from app.pipelines.models import Pipeline
@@ -28,6 +30,8 @@ from app.runs.steps import STEPS, RunState, estimator_kind
 from app.training.errors import EvaluationError, TrainingError
 
 log = logging.getLogger(__name__)
+# During a fit the run's row is read at most this often (for a cancel or a lost lease).
+INTERRUPT_CHECK_S = 1.0
 EXPECTED = (StepOutcome, DomainError, TrainingError, EvaluationError)
 
 
@@ -86,7 +90,8 @@ def _claim(run_id: int, env: WorkerEnv) -> RunState | None:
         t.transition(session, run, t.RUNNING)
         run.owner, run.heartbeat_at = env.owner, utcnow()
         spec = PipelineSpec.model_validate(pipeline.spec)
-        pipeline_id, name = pipeline.id, pipeline.name
+        pipeline_id, name, started_at = pipeline.id, pipeline.name, run.started_at
+    assert started_at is not None
     return RunState(
         run_id=run_id,
         pipeline_id=pipeline_id,
@@ -94,15 +99,49 @@ def _claim(run_id: int, env: WorkerEnv) -> RunState | None:
         spec=spec,
         kind=estimator_kind(spec, env),
         finalize=_fence(run_id, env),
+        interrupt=_interrupt(run_id, env, spec.timeout_s, started_at),
     )
 
 
 def _owned_run(session: Session, run_id: int, env: WorkerEnv) -> Run:
     """The run, locked, if this worker still owns it; Stopped otherwise."""
     run = session.get(Run, run_id, with_for_update=True, options=[lazyload(Run.steps)])
-    if run is None or run.status != t.RUNNING or run.owner != env.owner:
-        raise Stopped(t.FAILED, "Worker lost its lease on the run; another process took over")
+    if not _owns(run, env):
+        raise _lease_lost()
+    assert run is not None
     return run
+
+
+def _owns(run: Run | None, env: WorkerEnv) -> bool:
+    return run is not None and run.status == t.RUNNING and run.owner == env.owner
+
+
+def _lease_lost() -> Stopped:
+    return Stopped(t.FAILED, "Worker lost its lease on the run; another process took over")
+
+
+def _interrupt(
+    run_id: int, env: WorkerEnv, timeout_s: float, started_at: datetime
+) -> Callable[[str], Stopped | None]:
+    """Why the run must stop in the middle of `step`: out of time (checked at every call),
+    cancelled or its lease lost (the row is read at most every INTERRUPT_CHECK_S)."""
+    read_at = time.monotonic()
+
+    def interrupt(step: str) -> Stopped | None:
+        nonlocal read_at
+        late = _out_of_time(started_at, timeout_s, f"during step {step}")
+        if late is not None or time.monotonic() - read_at < INTERRUPT_CHECK_S:
+            return late
+        read_at = time.monotonic()
+        with read_only_unit(env.factory) as session:
+            run = session.get(Run, run_id)
+            if not _owns(run, env):
+                return _lease_lost()
+            assert run is not None
+            cancelled = run.cancel_requested
+        return Stopped(t.CANCELLED, f"Cancelled during step {step}") if cancelled else None
+
+    return interrupt
 
 
 def _advance(
@@ -127,13 +166,16 @@ def _stop_reason(run: Run, state: RunState, next_step: str) -> Stopped | None:
     if run.cancel_requested:
         return Stopped(t.CANCELLED, f"Cancelled before step {next_step}")
     assert run.started_at is not None
-    elapsed = (utcnow() - run.started_at).total_seconds()
-    if elapsed <= state.spec.timeout_s:
+    return _out_of_time(run.started_at, state.spec.timeout_s, f"before step {next_step}")
+
+
+def _out_of_time(started_at: datetime, timeout_s: float, where: str) -> Stopped | None:
+    elapsed = (utcnow() - started_at).total_seconds()
+    if elapsed <= timeout_s:
         return None
     return Stopped(
         t.FAILED,
-        f"Timed out: the run took {elapsed:.1f} s, over timeout_s "
-        f"{state.spec.timeout_s:g} (stopped before step {next_step})",
+        f"Timed out: the run took {elapsed:.1f} s, over timeout_s {timeout_s:g} (stopped {where})",
     )
 
 

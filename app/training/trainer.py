@@ -59,19 +59,25 @@ def split_holdout(frame: pd.DataFrame, spec: PipelineSpec, kind: EstimatorKind) 
     return Holdout(X_train=X_train, X_test=X_test, y_train=y_train, y_test=y_test)
 
 
-def train(spec: PipelineSpec, holdout: Holdout, allowed_prefixes: Sequence[str]) -> TrainedModel:
-    """Fit preprocessing plus the spec's estimator on the train split."""
+def train(
+    spec: PipelineSpec,
+    X: pd.DataFrame,  # noqa: N803 (sklearn's X)
+    y: pd.Series,
+    allowed_prefixes: Sequence[str],
+) -> TrainedModel:
+    """Fit preprocessing plus the spec's estimator on the train split.
+
+    Runs in a training process (app.runs.processes): it takes only what the fit needs, since
+    each argument crosses a pipe."""
     try:
         resolved = resolve_estimator(spec.model.estimator, allowed_prefixes)
         estimator = resolved.build(dict(spec.model.params))
     except EstimatorError as exc:
         raise TrainingError(f"Training failed: {exc}") from exc
-    model = Pipeline(
-        [("preprocess", build_preprocessor(holdout.X_train)), ("estimator", estimator)]
-    )
+    model = Pipeline([("preprocess", build_preprocessor(X)), ("estimator", estimator)])
     started = time.perf_counter()
     try:
-        model.fit(holdout.X_train, holdout.y_train)
+        model.fit(X, y)
     # Any exception: estimators raise ValueError, TypeError, LinAlgError and more, and each
     # must end the run as a readable failure rather than a crashed worker.
     except Exception as exc:

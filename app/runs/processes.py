@@ -1,0 +1,231 @@
+"""Where fits execute: child processes, so a training never holds the control plane's GIL.
+
+Responsible for: a few warm child processes (forked from a forkserver that has scikit-learn and
+pandas imported), giving one call at a time to one of them, and killing that child when the run
+is cancelled, times out or loses its lease in the middle of a fit.
+
+Why processes: the clock, the claims, the API and the heartbeat run in the service's threads.
+A fit in a thread of the same process competes with them for the interpreter lock; with ten
+trainings on two cores a cron tick's few milliseconds of work waited seconds. In a child
+process, at a lower CPU priority, a fit takes whatever the control plane leaves idle. It also
+means that an estimator that crashes the interpreter, or is killed for its memory, fails its
+run instead of the service.
+
+Calls are plain functions and picklable arguments; the result (or the exception) comes back
+pickled. Only our own children are trusted with pickle, over their own pipe.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import pickle
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection, wait
+from multiprocessing.context import ForkServerContext, SpawnContext
+from multiprocessing.process import BaseProcess
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+StopCheck = Callable[[], Exception | None]
+
+# Linux and macOS: children fork from a single-threaded server process that imported these
+# modules once, so a new child is ready in milliseconds and never inherits the service's
+# threads, locks or database connections (a plain fork of the service would).
+PRELOAD = ["app.runs.processes", "app.training.trainer", "app.training.preprocessing"]
+_CONTEXT: ForkServerContext | SpawnContext
+if "forkserver" in multiprocessing.get_all_start_methods():
+    _CONTEXT = multiprocessing.get_context("forkserver")
+    _CONTEXT.set_forkserver_preload(PRELOAD)
+else:
+    _CONTEXT = multiprocessing.get_context("spawn")
+
+NICE = 10  # as the compute threads: control-plane work first, fits get every idle cycle
+IDLE_CHILDREN = 2  # kept warm between calls; more start on demand
+IDLE_EXPIRY_S = 300.0  # idle children beyond the first are stopped after this long
+CALLS_PER_CHILD = 50  # a fresh child now and then returns memory a fit's allocator kept
+WATCH_S = 0.2  # how often a waiting call asks whether to stop
+ORPHAN_CHECK_S = 1.0
+
+
+class ProcessLost(Exception):
+    """The child died during a call (killed, out of memory, crashed interpreter)."""
+
+
+class Child:
+    """One child process and the parent's end of its pipe."""
+
+    def __init__(self) -> None:
+        parent_end, child_end = _CONTEXT.Pipe()
+        self.process: BaseProcess = _CONTEXT.Process(
+            target=serve, args=(child_end,), name="mlops-fit", daemon=True
+        )
+        self.process.start()
+        child_end.close()
+        self.conn: Connection = parent_end
+        self.calls = 0
+        self.busy = False  # a call was sent and its answer not read: never reuse
+        self.idle_since = time.monotonic()
+
+    def call(self, fn: Callable[..., T], args: tuple[Any, ...], stop: StopCheck | None) -> T:
+        """fn(*args) in the child; its exception is raised here. Kills the child on a stop."""
+        self.calls += 1
+        self.busy = True
+        self.conn.send((fn, args))
+        while not wait([self.conn, self.process.sentinel], timeout=WATCH_S):
+            reason = stop() if stop is not None else None
+            if reason is not None:
+                self.close()
+                raise reason
+        try:
+            ok, value = self.conn.recv()
+        except (EOFError, OSError) as exc:
+            raise ProcessLost(self._death()) from exc
+        self.busy = False
+        if not ok:
+            raise value
+        result: T = value
+        return result
+
+    def healthy(self) -> bool:
+        return not self.busy and not self.conn.closed and self.process.is_alive()
+
+    def close(self) -> None:
+        """Stop the child now (SIGKILL: a fit does not check for signals)."""
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+        self.conn.close()
+
+    def _death(self) -> str:
+        self.process.join(timeout=5)
+        code = self.process.exitcode
+        if code is not None and code < 0:
+            name = signal.Signals(-code).name
+            hint = " (out of memory?)" if name == "SIGKILL" else ""
+            return f"the training process was killed by {name}{hint}"
+        return f"the training process exited unexpectedly (exit code {code})"
+
+
+class Children:
+    """The warm children of this process; a call takes one, gives it back when healthy."""
+
+    def __init__(self) -> None:
+        self._idle: list[Child] = []
+        self._lock = threading.Lock()
+
+    def call(self, fn: Callable[..., T], *args: Any, stop: StopCheck | None = None) -> T:
+        child = self._take()
+        try:
+            return child.call(fn, args, stop)
+        finally:
+            # After an exception raised by fn itself the child is as good as before; after a
+            # stop, a death or an interrupted wait it is not.
+            self._give_back(child)
+
+    def warm(self) -> None:
+        """Start the forkserver and one idle child ahead of the first call."""
+        self._give_back(self._take())
+
+    def idle(self) -> int:
+        with self._lock:
+            return len(self._idle)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for child in idle:
+            child.close()
+
+    def _take(self) -> Child:
+        with self._lock:
+            while self._idle:
+                child = self._idle.pop()
+                if child.healthy():
+                    return child
+                child.close()
+        return Child()
+
+    def _give_back(self, child: Child) -> None:
+        now = time.monotonic()
+        with self._lock:
+            kept = child.healthy() and child.calls < CALLS_PER_CHILD
+            kept = kept and len(self._idle) < IDLE_CHILDREN
+            if kept:
+                child.idle_since = now
+                self._idle.append(child)
+            # The first idle child stays warm; others go once they have idled long enough.
+            expired: list[Child] = []
+            while len(self._idle) > 1 and now - self._idle[0].idle_since > IDLE_EXPIRY_S:
+                expired.append(self._idle.pop(0))
+        for stale in expired if kept else [*expired, child]:
+            stale.close()
+
+
+CHILDREN = Children()
+
+
+def call(fn: Callable[..., T], *args: Any, stop: StopCheck | None = None) -> T:
+    """fn(*args) in a child process; `stop` is asked every 0.2 s whether to kill it."""
+    return CHILDREN.call(fn, *args, stop=stop)
+
+
+# --- the child's side ---------------------------------------------------------------------
+
+
+def serve(conn: Connection) -> None:
+    """The child's loop: one call at a time until the parent closes the pipe."""
+    _lower_priority()
+    _exit_with_parent()
+    while True:
+        try:
+            fn, args = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            reply: tuple[bool, Any] = (True, fn(*args))
+        except Exception as exc:
+            reply = (False, _portable(exc))
+        try:
+            conn.send(reply)
+        except (EOFError, OSError):
+            return
+        except Exception as exc:  # the result does not pickle
+            conn.send((False, TypeError(f"the result of {fn.__name__} could not be sent: {exc}")))
+
+
+def _portable(exc: Exception) -> Exception:
+    """The exception itself if it pickles, else one that says the same in words."""
+    try:
+        pickle.loads(pickle.dumps(exc))  # noqa: S301 (bytes made one line above)
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc
+
+
+def _lower_priority() -> None:
+    try:
+        os.nice(NICE)
+    except OSError as exc:
+        log.warning("could not lower the priority of a training process: %s", exc)
+
+
+def _exit_with_parent() -> None:
+    """Exit once the service is gone, even in the middle of a fit nobody will collect.
+
+    The forkserver (our parent) exits when the service does, and we are then adopted."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(ORPHAN_CHECK_S)
+        os._exit(1)
+
+    if sys.platform != "win32":
+        threading.Thread(target=watch, name="mlops-orphan-check", daemon=True).start()

@@ -1,0 +1,115 @@
+"""Training processes: results and errors come back, a dead or stopped child never hangs a run,
+and children run below the control plane's CPU priority."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from app.runs import processes
+from app.runs.processes import Children, ProcessLost
+from app.training.errors import TrainingError
+
+
+class Unpicklable(Exception):
+    def __init__(self) -> None:
+        super().__init__("holds a lock")
+        self.lock = threading.Lock()
+
+
+def fail_training() -> None:
+    raise TrainingError("Training failed: bad params")
+
+
+def raise_unpicklable() -> None:
+    raise Unpicklable
+
+
+def sleep_then_pid(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def nice_and_pid() -> tuple[int, int]:
+    return os.getpriority(os.PRIO_PROCESS, 0), os.getpid()
+
+
+def returns_lock() -> threading.Lock:
+    return threading.Lock()
+
+
+@pytest.fixture
+def children() -> Iterator[Children]:
+    pool = Children()
+    yield pool
+    pool.close()
+
+
+def test_result_comes_back_from_a_lower_priority_child(children: Children) -> None:
+    nice, pid = children.call(nice_and_pid)
+    assert pid != os.getpid()
+    assert nice == min(19, os.getpriority(os.PRIO_PROCESS, 0) + processes.NICE)
+
+
+def test_exception_comes_back_and_the_child_is_reused(children: Children) -> None:
+    first = children.call(sleep_then_pid, 0)
+    with pytest.raises(TrainingError, match=r"^Training failed: bad params$"):
+        children.call(fail_training)
+    assert children.call(sleep_then_pid, 0) == first
+
+
+def test_unpicklable_exception_and_result_are_told_in_words(children: Children) -> None:
+    with pytest.raises(RuntimeError, match=r"^Unpicklable: holds a lock$"):
+        children.call(raise_unpicklable)
+    with pytest.raises(TypeError, match="result of returns_lock could not be sent"):
+        children.call(returns_lock)
+    assert children.call(sleep_then_pid, 0) > 0
+
+
+def test_a_dead_child_fails_the_call_and_the_next_call_gets_a_new_one(
+    children: Children,
+) -> None:
+    before = children.call(sleep_then_pid, 0)
+    with pytest.raises(ProcessLost, match=r"^the training process was killed by SIGABRT$"):
+        children.call(os.abort)
+    with pytest.raises(ProcessLost, match=r"exited unexpectedly \(exit code 3\)"):
+        children.call(os._exit, 3)
+    assert children.call(sleep_then_pid, 0) not in (before, os.getpid())
+
+
+def test_stop_kills_the_child_mid_call(children: Children) -> None:
+    asked = 0
+
+    def stop() -> Exception | None:
+        nonlocal asked
+        asked += 1
+        return RuntimeError("cancelled") if asked >= 2 else None
+
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"^cancelled$"):
+        children.call(sleep_then_pid, 60, stop=stop)
+    assert time.monotonic() - started < 10
+    assert children.call(sleep_then_pid, 0) > 0
+
+
+def test_idle_children_are_capped_and_reused(children: Children) -> None:
+    pids: set[int] = set()
+    lock = threading.Lock()
+
+    def one() -> None:
+        pid = children.call(sleep_then_pid, 0.5)
+        with lock:
+            pids.add(pid)
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(pids) == 4  # one child per concurrent call
+    again = {children.call(sleep_then_pid, 0) for _ in range(3)}
+    assert again <= pids and children.idle() == processes.IDLE_CHILDREN
