@@ -38,7 +38,16 @@ StopCheck = Callable[[], Exception | None]
 # Linux and macOS: children fork from a single-threaded server process that imported these
 # modules once, so a new child is ready in milliseconds and never inherits the service's
 # threads, locks or database connections (a plain fork of the service would).
-PRELOAD = ["app.runs.processes", "app.training.trainer", "app.training.preprocessing"]
+# multiprocessing imports the parent's main module in every child. Preloading "__main__" (the
+# `mlops` script) lets children skip that; under `python -m app.cli.main` the module is run
+# again by name, which is cheap once its imports are preloaded.
+PRELOAD = [
+    "__main__",
+    "app.cli.main",
+    "app.runs.processes",
+    "app.training.trainer",
+    "app.training.preprocessing",
+]
 _CONTEXT: ForkServerContext | SpawnContext
 if "forkserver" in multiprocessing.get_all_start_methods():
     _CONTEXT = multiprocessing.get_context("forkserver")
@@ -128,10 +137,6 @@ class Children:
             # After an exception raised by fn itself the child is as good as before; after a
             # stop, a death or an interrupted wait it is not.
             self._give_back(child)
-
-    def warm(self) -> None:
-        """Start the forkserver and one idle child ahead of the first call."""
-        self._give_back(self._take())
 
     def idle(self) -> int:
         with self._lock:
