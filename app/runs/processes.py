@@ -45,8 +45,7 @@ PRELOAD = [
     "__main__",
     "app.cli.main",
     "app.runs.processes",
-    "app.training.trainer",
-    "app.training.preprocessing",
+    "app.runs.fitting",
 ]
 _CONTEXT: ForkServerContext | SpawnContext
 if "forkserver" in multiprocessing.get_all_start_methods():

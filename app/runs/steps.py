@@ -27,12 +27,13 @@ from app.registry.artifacts import StoredArtifact
 from app.registry.serving import LoadedModel
 from app.runs import compute, processes
 from app.runs.env import WorkerEnv
+from app.runs.fitting import fit_and_store
 from app.runs.models import Run
 from app.runs.outcomes import AwaitApproval, Failed, Rejected, Stopped
 from app.training.evaluation import gate, score
 from app.training.fingerprint import DataFingerprint, fingerprint
 from app.training.reference import reference_profile
-from app.training.trainer import Holdout, TrainedModel, feature_columns, split_holdout, train
+from app.training.trainer import Holdout, TrainedModel, feature_columns, split_holdout
 from app.training.validation import check_data
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ class RunState:
     fingerprint: Future[DataFingerprint] | None = None
     reference: Future[dict[str, Any]] | None = None
     production: Future[ProductionScore] | None = None
-    artifact: Future[tuple[int, StoredArtifact]] | None = None
+    artifact: tuple[int, StoredArtifact] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -107,16 +108,21 @@ def train_model(state: RunState, env: WorkerEnv) -> str:
     state.production = compute.submit(_production_score, state, env)
     state.fingerprint = compute.submit(fingerprint, frame)
     state.reference = compute.submit(reference_profile, frame, feature_columns(state.spec, frame))
+    with read_only_unit(env.factory) as session:
+        version = registry.next_version(session=session, pipeline_id=state.pipeline_id)
     crash_point("during_train")
-    allowed = env.settings.allowed_estimators
+    # The artifact is written outside a transaction; one active run per pipeline keeps the
+    # version number ours, and the unique (pipeline, version) constraint would refuse it
+    # otherwise.
+    allowed, stop = env.settings.allowed_estimators, lambda: state.interrupt("train")
+    where = (env.artifacts, state.pipeline_name, version)
     try:
-        state.trained = processes.call(
-            train, state.spec, h.X_train, h.y_train, allowed, stop=lambda: state.interrupt("train")
+        state.trained, stored = processes.call(
+            fit_and_store, state.spec, h.X_train, h.y_train, allowed, *where, stop=stop
         )
     except processes.ProcessLost as exc:
         raise Failed(f"Training failed: {exc}") from exc
-    # Serialising and fsyncing the artifact overlaps with scoring the candidate.
-    state.artifact = compute.submit(_save_artifact, state, env)
+    state.artifact = (version, stored)
     estimator = state.spec.model.estimator.rpartition(".")[2]
     rows = len(state.holdout.X_train)
     return f"{estimator} fitted on {rows} rows in {state.trained.fit_seconds:.2f} s"
@@ -221,15 +227,6 @@ def _current_production_score(state: RunState, env: WorkerEnv) -> ProductionScor
     return compute.run(_production_score, state, env)
 
 
-def _save_artifact(state: RunState, env: WorkerEnv) -> tuple[int, StoredArtifact]:
-    assert state.trained is not None
-    with read_only_unit(env.factory) as session:
-        version = registry.next_version(session=session, pipeline_id=state.pipeline_id)
-    # Written outside a transaction; one active run per pipeline keeps the number ours,
-    # and the unique (pipeline, version) constraint would refuse it otherwise.
-    return version, env.artifacts.save(state.pipeline_name, version, state.trained.model)
-
-
 def _register_version(state: RunState, env: WorkerEnv) -> None:
     assert state.trained is not None and state.frame is not None
     features = feature_columns(state.spec, state.frame)
@@ -237,7 +234,7 @@ def _register_version(state: RunState, env: WorkerEnv) -> None:
     assert state.reference is not None and state.fingerprint is not None
     reference, data_fingerprint = state.reference.result(), state.fingerprint.result()
     assert state.artifact is not None
-    version, artifact = state.artifact.result()
+    version, artifact = state.artifact
     with unit_of_work(env.factory) as session:
         registry.register(
             session=session,
