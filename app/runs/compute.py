@@ -1,10 +1,10 @@
-"""Where a run's heavy work executes: threads with a lower CPU priority than the control plane.
+"""Where a run's in-process heavy work executes: threads with a lower CPU priority.
 
-Responsible for: the CPU-bound parts of runs (reading data, validating, fitting, scoring,
-profiling, serialising). Trainings share the process with the clock, the claims and the API;
-on two cores, ten trainings at the same priority slowed a cron tick's few milliseconds of work
-by a factor of ten or more. Raising these threads' nice value (per thread on Linux) lets the
-scheduler run the short control-plane work first, and trainings still get every idle cycle.
+Responsible for: the CPU-bound parts of runs that stay in the service's process (reading data,
+validating, splitting, scoring, hashing and profiling); fits and artifacts go to training
+processes (app.runs.processes). This work shares the process with the clock, the claims and
+the API; raising these threads' nice value (per thread on Linux) lets the scheduler run the
+short control-plane work first, and runs still get every idle cycle.
 
 Database writes stay in the calling thread: a low-priority thread holding the database's
 write lock would make every tick and request wait for it (priority inversion).
