@@ -8,9 +8,12 @@ import threading
 import time
 from collections.abc import Iterator
 
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
 import pytest
 
-from app.runs import processes
+from app.runs import processes, transfer
 from app.runs.processes import Children, ProcessLost
 from app.training.errors import TrainingError
 
@@ -113,3 +116,40 @@ def test_idle_children_are_capped_and_reused(children: Children) -> None:
     assert len(pids) == 4  # one child per concurrent call
     again = {children.call(sleep_then_pid, 0) for _ in range(3)}
     assert again <= pids and children.idle() == processes.IDLE_CHILDREN
+
+
+# --- large arguments: shared memory, one file reused per child ------------------------------
+
+
+def sum_then_scribble(
+    frame: pd.DataFrame, values: npt.NDArray[np.float64]
+) -> tuple[float, pd.DataFrame, npt.NDArray[np.float64]]:
+    """The sum of `values` as it arrived, then everything back after writing over `values`."""
+    total = float(values.sum())
+    values[:] = -1.0  # an estimator that writes into its input array
+    return total, frame, values
+
+
+def big_frame(seed: int, rows: int = 200_000) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "x": rng.normal(size=rows),
+            "n": rng.integers(0, 1000, rows),
+            "segment": pd.Series(rng.choice(list("abc"), rows), dtype="string"),
+            "level": pd.Categorical(rng.choice(["low", "high"], rows)),
+        }
+    )
+
+
+def test_large_arguments_arrive_intact_call_after_call(children: Children) -> None:
+    assert big_frame(0).memory_usage(deep=True).sum() > transfer.SHARED_MIN_BYTES
+    for seed in (1, 2, 3):  # the same child and the same shared file each time
+        frame = big_frame(seed)
+        values = frame["x"].to_numpy(copy=True)
+        total, back, scribbled = children.call(sum_then_scribble, frame, values)
+        assert total == pytest.approx(float(values.sum()))
+        assert (scribbled == -1.0).all()
+        # The child's write reached neither our array nor the next call's data.
+        assert (values != -1.0).all()
+        pd.testing.assert_frame_equal(back, frame)

@@ -31,6 +31,8 @@ from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
+from app.runs import transfer
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 StopCheck = Callable[[], Exception | None]
@@ -58,6 +60,7 @@ NICE = 10  # as the compute threads: control-plane work first, fits get every id
 IDLE_CHILDREN = 2  # kept warm between calls; more start on demand
 IDLE_EXPIRY_S = 300.0  # idle children beyond the first are stopped after this long
 CALLS_PER_CHILD = 50  # a fresh child now and then returns memory a fit's allocator kept
+KEEP_OUTBOX_BYTES = 256 << 20  # a child's shared input file is kept up to this size
 WATCH_S = 0.2  # how often a waiting call asks whether to stop
 ORPHAN_CHECK_S = 1.0
 
@@ -77,6 +80,7 @@ class Child:
         self.process.start()
         child_end.close()
         self.conn: Connection = parent_end
+        self.outbox = transfer.Outbox()
         self.calls = 0
         self.busy = False  # a call was sent and its answer not read: never reuse
         self.idle_since = time.monotonic()
@@ -85,17 +89,22 @@ class Child:
         """fn(*args) in the child; its exception is raised here. Kills the child on a stop."""
         self.calls += 1
         self.busy = True
-        self.conn.send((fn, args))
+        try:
+            transfer.send(self.conn, (fn, args), self.outbox)
+        except OSError as exc:
+            raise ProcessLost(self._death()) from exc
         while not wait([self.conn, self.process.sentinel], timeout=WATCH_S):
             reason = stop() if stop is not None else None
             if reason is not None:
                 self.close()
                 raise reason
         try:
-            ok, value = self.conn.recv()
+            ok, value = transfer.receive(self.conn)
         except (EOFError, OSError) as exc:
             raise ProcessLost(self._death()) from exc
         self.busy = False
+        if self.outbox.capacity > KEEP_OUTBOX_BYTES:
+            self.outbox.close()  # a rare huge input is not worth keeping the memory for
         if not ok:
             raise value
         result: T = value
@@ -110,6 +119,7 @@ class Child:
             self.process.kill()
         self.process.join(timeout=5)
         self.conn.close()
+        self.outbox.close()
 
     def _death(self) -> str:
         self.process.join(timeout=5)
@@ -189,19 +199,21 @@ def serve(conn: Connection) -> None:
     _exit_with_parent()
     while True:
         try:
-            fn, args = conn.recv()
+            fn, args = transfer.receive(conn)
         except (EOFError, OSError):
             return
         try:
             reply: tuple[bool, Any] = (True, fn(*args))
         except Exception as exc:
             reply = (False, _portable(exc))
+        del args  # a fit's input is freed before its answer is copied out
         try:
-            conn.send(reply)
+            transfer.send(conn, reply)
         except (EOFError, OSError):
             return
         except Exception as exc:  # the result does not pickle
-            conn.send((False, TypeError(f"the result of {fn.__name__} could not be sent: {exc}")))
+            failed = TypeError(f"the result of {fn.__name__} could not be sent: {exc}")
+            transfer.send(conn, (False, failed))
 
 
 def _portable(exc: Exception) -> Exception:
