@@ -31,9 +31,8 @@ import sklearn
 
 from bench.harness import (
     BIG,
-    ESTIMATOR,
     HOLDOUT,
-    PARAMS,
+    MODELS,
     STEP_NAMES,
     TARGET,
     TINY,
@@ -75,6 +74,7 @@ class Options:
     threads: int
     poll_ms: float
     keep: bool
+    model: str
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
@@ -86,11 +86,19 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--threads", type=int, default=1, help="BLAS/OpenMP threads; 0: as is")
     parser.add_argument("--poll-ms", type=float, default=10.0, help="poll interval, tiny runs")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (server log)")
+    parser.add_argument("--model", choices=sorted(MODELS), default="logistic", help="big job")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 repeats, 20 triggers")
     args = parser.parse_args(argv)
     repeats, triggers = (2, 20) if args.quick else (max(args.repeats, 1), max(args.triggers, 1))
     return Options(
-        repeats, triggers, args.target_seconds, args.rows, args.threads, args.poll_ms, args.keep
+        repeats,
+        triggers,
+        args.target_seconds,
+        args.rows,
+        args.threads,
+        args.poll_ms,
+        args.keep,
+        args.model,
     )
 
 
@@ -104,7 +112,7 @@ def calibrate(child: BareChild, data: Path, opts: Options) -> tuple[Path, int]:
         csv = write_dataset(data / f"train-{rows}.csv", rows)
         if opts.rows:
             return csv, rows
-        times = [child.run(bare_job(csv))["seconds"] for _ in range(3)]
+        times = [child.run(bare_job(csv, opts.model))["seconds"] for _ in range(3)]
         seconds = statistics.median(times[1:])  # the first one also warms up
         print(f"  {rows:>9,} rows -> {seconds * 1000:6.0f} ms", flush=True)
         if abs(seconds / opts.target_seconds - 1) < 0.15:
@@ -122,7 +130,7 @@ class Comparison:
 
 def compare(child: BareChild, service: Service, csv: Path, opts: Options) -> Comparison:
     """Bare and service runs taken in turns, so that the machine's noise hits both alike."""
-    job = bare_job(csv)
+    job = bare_job(csv, opts.model)
     child.run(job)  # warm-up, excluded
     first = run_timing(trigger_and_wait(service, BIG, BIG_POLL_S))
     result = Comparison(bare=[], first=first, service=[])
@@ -184,6 +192,7 @@ def ms(seconds: float) -> str:
 
 def print_header(opts: Options, rows: int, load_before: float) -> None:
     threads = str(opts.threads) if opts.threads > 0 else "library default"
+    estimator, params = MODELS[opts.model]
     print("\n=== mlops overhead benchmark ===")
     print(
         f"machine: {os.cpu_count()} cores, shared and noisy (load average {load_before:.2f} "
@@ -193,7 +202,7 @@ def print_header(opts: Options, rows: int, load_before: float) -> None:
         "(bare and service alike)"
     )
     print(
-        f"big job: {ESTIMATOR} {PARAMS} on {rows:,} rows x 10 columns (8 numeric, 1 categorical"
+        f"big job: {estimator} {params} on {rows:,} rows x 10 columns (8 numeric, 1 categorical"
         f" with 5 levels, binary {TARGET!r}), holdout {HOLDOUT} stratified, random_state 42;"
         f" rows calibrated so that the bare job takes ~{opts.target_seconds:g} s"
     )
@@ -342,7 +351,7 @@ def run(opts: Options, workdir: Path) -> None:
         print("calibrating the big job (bare script) ...", flush=True)
         csv, rows = calibrate(child, data, opts)
         service.start()
-        service.create(big_spec(csv.name))
+        service.create(big_spec(csv.name, opts.model))
         service.create(tiny_spec())
         print("big job: bare script and service in turns ...", flush=True)
         cmp = compare(child, service, csv, opts)
