@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
@@ -50,12 +53,34 @@ async def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_session(services: ServicesDep) -> Iterator[Session]:
+async def get_session(services: ServicesDep) -> AsyncIterator[Session]:
     """The request's transaction: committed when the route returns, rolled back on error."""
     # Not queued: a request's transaction spans several threadpool hops, and threads parked
     # on the queue could starve the hop that would end the transaction holding it.
-    with unit_of_work(services.factory, queue=False) as session:
+    unit = unit_of_work(services.factory, queue=False)
+    # Entered on the event loop: a new session does no I/O (it takes a connection at its
+    # first query), so only the commit or rollback costs a threadpool hop.
+    session = unit.__enter__()
+    try:
         yield session
+    except BaseException as exc:
+        await _end_in_thread(unit, exc)
+        raise
+    await _end_in_thread(unit, None)
+
+
+async def _end_in_thread(unit: AbstractContextManager[Session], exc: BaseException | None) -> None:
+    """Commit (or roll back, after `exc`) on a pool thread, as FastAPI ends sync dependencies:
+    shielded, so a client that goes away never leaves the transaction open, and with its own
+    limiter, so ending a transaction never waits for a free thread."""
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(
+            unit.__exit__,
+            None if exc is None else type(exc),
+            exc,
+            None if exc is None else exc.__traceback__,
+            limiter=anyio.CapacityLimiter(1),
+        )
 
 
 # scope="function": the commit happens before the response is sent, so a client that reads

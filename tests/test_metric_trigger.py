@@ -5,6 +5,7 @@ unless the pipeline is paused, a run is in flight, or the trigger is cooling dow
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -270,6 +271,23 @@ class TestHysteresis:
         assert client.post(f"{API}/runs/{held.id}/cancel").status_code == 202
         assert run_count(client) == 2
 
+    def test_concurrent_breaches_all_succeed_while_a_run_is_active(
+        self, client: Any, tmp_path: Path
+    ) -> None:
+        create(client, tmp_path, metric(min_observations=1, window=1))
+        with unit_of_work(client.app.state.services.factory) as session:
+            pipeline = pipelines.get(session=session, name=NAME)
+            held = runs.queued_run(pipeline.id, "active", runs.Fire("manual", "manual"))
+            session.add(held)
+        # Each post stores its observation (a key share lock on the pipeline's row, for the
+        # foreign key) before it locks the row to judge its breach: that lock must not
+        # conflict with the key share locks of the other posts, or two of them deadlock.
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda _: post(client, observations(0.5)), range(24)))
+        assert {answer["fired"] == [] for answer in answers} == {True}
+        assert len(stored(client)) == 24
+        assert run_count(client) == 1
+
     def test_observations_of_an_older_version_stop_counting(
         self, client: Any, tmp_path: Path
     ) -> None:
@@ -307,6 +325,20 @@ class TestHysteresis:
         assert only_evaluation(answer)["reason"] == (
             "metric accuracy mean 0.800 < 0.85 over 2 observations (model v1)"
         )
+        [fired] = answer["fired"]
+        wait_for_run(client, fired)
+
+    def test_last_in_a_time_window_is_the_newest_observation(
+        self, client: Any, tmp_path: Path
+    ) -> None:
+        create(client, tmp_path, metric(window_s=600, aggregate="last", min_observations=1))
+        run_once(client)
+        evaluation = only_evaluation(post(client, observations(0.7, 0.9)))
+        assert (evaluation["value"], evaluation["observations"]) == (0.9, 2)
+
+        answer = post(client, observations(0.6))
+        evaluation = only_evaluation(answer)
+        assert (evaluation["value"], evaluation["observations"]) == (0.6, 3)
         [fired] = answer["fired"]
         wait_for_run(client, fired)
 

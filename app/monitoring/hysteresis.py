@@ -8,7 +8,8 @@ fire, or record, another run.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -31,8 +32,10 @@ def refusal(
     if runs.held_slots(session, pipeline.id):
         active = runs.active_run_id(session=session, pipeline_id=pipeline.id)
         return f"run {active} is still active"
+    if trigger.cooldown_s <= 0:
+        return None
     last = last_fire(session, pipeline, trigger)
-    if last is None or trigger.cooldown_s <= 0:
+    if last is None:
         return None
     age = utcnow() - as_utc(last.created_at)
     if age >= timedelta(seconds=trigger.cooldown_s):
@@ -43,13 +46,19 @@ def refusal(
     )
 
 
+class LastFire(NamedTuple):
+    id: int
+    created_at: datetime
+
+
 def last_fire(
     session: Session, pipeline: Pipeline, trigger: MetricTrigger | DriftTrigger
-) -> Run | None:
+) -> LastFire | None:
     """The newest run this trigger fired; fires recorded as skipped never ran, so don't count."""
     prefix = f"{trigger.kind}:{trigger_id(trigger)}:"
-    return session.scalars(
-        select(Run)
+    # Two columns, not the run: loading a Run also loads its steps.
+    row = session.execute(
+        select(Run.id, Run.created_at)
         .where(
             Run.pipeline_id == pipeline.id,
             Run.fire_key.startswith(prefix, autoescape=True),
@@ -58,3 +67,4 @@ def last_fire(
         .order_by(Run.id.desc())
         .limit(1)
     ).first()
+    return None if row is None else LastFire(*row)

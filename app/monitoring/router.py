@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, status
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
 
-from app.deps import OperatorDep, ServicesDep, SessionDep
+from app.auth.roles import Actor
+from app.deps import OperatorDep, Services, ServicesDep, SessionDep
 from app.monitoring import service
 from app.monitoring.schemas import MetricEvaluationRead, ObservationsAccepted, ObservationsPost
 from app.pipelines import service as pipelines
@@ -16,7 +19,7 @@ router = APIRouter(tags=["monitoring"])
     status_code=status.HTTP_202_ACCEPTED,
     responses={404: {"description": "No such pipeline"}},
 )
-def post_metrics(
+async def post_metrics(
     name: str,
     body: ObservationsPost,
     actor: OperatorDep,
@@ -24,12 +27,25 @@ def post_metrics(
     services: ServicesDep,
 ) -> ObservationsAccepted:
     """Record observations about the production model and judge its metric triggers at once."""
+    # Not a sync route (as the new-data webhook): FastAPI validates a sync route's answer on
+    # one more pool thread before the session commits, while a breach holds the pipeline's
+    # lock. Here all database work is one pool call and the answer is checked on the loop.
+    return await run_in_threadpool(_record_and_judge, name, body, actor, session, services)
+
+
+def _record_and_judge(
+    name: str, body: ObservationsPost, actor: Actor, session: Session, services: Services
+) -> ObservationsAccepted:
     pipeline = pipelines.get(session=session, name=name)
-    accepted = service.record(session=session, pipeline=pipeline, observations=body.observations)
+    version = service.production_version(session=session, pipeline=pipeline)
+    accepted = service.record(
+        session=session, pipeline=pipeline, version=version, observations=body.observations
+    )
     evaluations = metric.evaluate_after_ingest(
         session,
         pipeline,
         {item.metric for item in body.observations},
+        version=version,
         dispatch=services.executor.submit,
         actor=actor.label,
     )

@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
+from typing import Any
 
-from sqlalchemy import ColumnElement, func, insert, select
+from sqlalchemy import Integer, Select, bindparam, func, insert, select
 from sqlalchemy.orm import Session
 
 from app.core.time import utcnow
@@ -36,14 +38,18 @@ class WindowStats:
 
 def production_version(*, session: Session, pipeline: Pipeline) -> int | None:
     """The version observations are about now: the production one, if any."""
-    row = registry.production(session=session, pipeline_id=pipeline.id)
-    return None if row is None else row.version
+    return registry.production_number(session=session, pipeline_id=pipeline.id)
 
 
-def record(*, session: Session, pipeline: Pipeline, observations: Sequence[ObservationIn]) -> int:
-    """Store observations stamped with the current production version; returns how many."""
+def record(
+    *,
+    session: Session,
+    pipeline: Pipeline,
+    version: int | None,
+    observations: Sequence[ObservationIn],
+) -> int:
+    """Store observations stamped with `version` (the production one now); returns how many."""
     now = utcnow()
-    version = production_version(session=session, pipeline=pipeline)
     # Ids are the arrival order a window reads ("the last N"); within one post, let them
     # follow the time each value is about.
     ordered = sorted(observations, key=lambda item: item.observed_at or now)
@@ -73,30 +79,36 @@ def window_stats(
     since: datetime | None = None,
 ) -> WindowStats | None:
     """The last `last` observations of `metric` about `version` (or all since `since`)."""
-    o = MetricObservation
-    window = select(o.id, o.value).where(
-        o.pipeline_id == pipeline_id, o.metric == metric, _about(version)
-    )
-    if since is not None:
-        window = window.where(o.observed_at >= since)
-    else:
-        window = window.order_by(o.id.desc()).limit(last)
-    w = window.subquery()
-    count, mean, low, high, newest = session.execute(
-        select(
-            func.count(),
-            func.avg(w.c.value),
-            func.min(w.c.value),
-            func.max(w.c.value),
-            func.max(w.c.id),
-        )
-    ).one()
+    query = _window_query(by_time=since is not None, versioned=version is not None)
+    params = {"pipeline_id": pipeline_id, "metric": metric, "version": version}
+    params |= {"since": since} if since is not None else {"last": last}
+    count, mean, low, high, newest, latest = session.execute(query, params).one()
     if not count:
         return None
-    latest = session.scalars(select(o.value).where(o.id == newest)).one()
     return WindowStats(int(count), float(mean), float(low), float(high), float(latest), newest)
 
 
-def _about(version: int | None) -> ColumnElement[bool]:
-    column = MetricObservation.model_version
-    return column.is_(None) if version is None else column == version
+@cache
+def _window_query(*, by_time: bool, versioned: bool) -> Select[tuple[Any, ...]]:
+    """The window's aggregates and newest value in one statement, built once per shape:
+    building it costs SQLAlchemy more than running it does (only compiling is cached)."""
+    o = MetricObservation
+    window = select(o.id, o.value).where(
+        o.pipeline_id == bindparam("pipeline_id"),
+        o.metric == bindparam("metric"),
+        o.model_version == bindparam("version") if versioned else o.model_version.is_(None),
+    )
+    if by_time:
+        window = window.where(o.observed_at >= bindparam("since"))
+    else:
+        window = window.order_by(o.id.desc()).limit(bindparam("last", type_=Integer))
+    w = window.cte("recent")
+    latest = select(w.c.value).order_by(w.c.id.desc()).limit(1).correlate(None).scalar_subquery()
+    return select(
+        func.count(),
+        func.avg(w.c.value),
+        func.min(w.c.value),
+        func.max(w.c.value),
+        func.max(w.c.id),
+        latest,
+    )

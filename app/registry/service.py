@@ -90,6 +90,15 @@ def production(*, session: Session, pipeline_id: int) -> ModelVersion | None:
     ).one_or_none()
 
 
+def production_number(*, session: Session, pipeline_id: int) -> int | None:
+    """The production version's number, if there is one (without loading the row)."""
+    return session.scalar(
+        select(ModelVersion.version).where(
+            ModelVersion.pipeline_id == pipeline_id, ModelVersion.stage == PRODUCTION
+        )
+    )
+
+
 def production_ref(*, session: Session, pipeline_id: int) -> ModelRef | None:
     """How to load the production version, if there is one."""
     row = production(session=session, pipeline_id=pipeline_id)

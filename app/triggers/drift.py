@@ -33,7 +33,7 @@ from app.runs import service as runs
 from app.runs import transitions as t
 from app.runs.models import Run
 from app.training.reference import OTHER, bin_fractions, category_values, cut_points, numeric_values
-from app.triggers.firing import fire_automatic
+from app.triggers import firing
 from app.triggers.identity import event_key, triggers_of
 
 # Floor for bin fractions in PSI: a bin empty on one side would make ln(a/e) infinite. With
@@ -189,12 +189,12 @@ def _fire(
     actor: str,
 ) -> int | None:
     # Locked before the checks: a concurrent batch must see this fire, not race past it.
-    session.refresh(pipeline, with_for_update=True)
+    firing.lock(session, pipeline)
     key = event_key(trigger, result.newest_batch_id)
     if hysteresis.refusal(session, pipeline, trigger) or runs.by_fire_key(session, pipeline, key):
         return None
     fire = runs.Fire(kind="drift", reason=result.reason, key=key, actor=actor)
-    run = fire_automatic(session, pipeline, fire, dispatch=dispatch)
+    run = firing.fire_locked(session, pipeline, fire, dispatch=dispatch)
     return None if run is None or run.status == t.SKIPPED else run.id
 
 

@@ -36,15 +36,33 @@ def fire_automatic(
     scheduled_for: datetime | None = None,
 ) -> Run | None:
     """Insert the run for this fire once; None when the pipeline is paused."""
+    assert fire.key is not None, "automatic fires are keyed"
+    lock(session, pipeline)
+    if existing := runs.by_fire_key(session, pipeline, fire.key):
+        return existing
+    return fire_locked(session, pipeline, fire, dispatch=dispatch, scheduled_for=scheduled_for)
+
+
+def lock(session: Session, pipeline: Pipeline) -> None:
+    """Lock the pipeline's row for this transaction and read it afresh (paused, spec)."""
+    # FOR NO KEY UPDATE: serialises fires of this pipeline without conflicting with the key
+    # share lock that inserting child rows (runs, batches, observations) takes on the same row.
+    session.refresh(pipeline, with_for_update={"key_share": True})
+
+
+def fire_locked(
+    session: Session,
+    pipeline: Pipeline,
+    fire: runs.Fire,
+    *,
+    dispatch: runs.Dispatch,
+    scheduled_for: datetime | None = None,
+) -> Run | None:
+    """fire_automatic for a caller that has taken `lock` and found no run for the fire's key."""
     key = fire.key
     assert key is not None, "automatic fires are keyed"
     if fire.trigger_id is None:
         fire = replace(fire, trigger_id=trigger_id_of_key(key))
-    # FOR NO KEY UPDATE: serialises fires of this pipeline without conflicting with the key
-    # share lock that inserting child rows (runs, batches) takes on the same row.
-    session.refresh(pipeline, with_for_update={"key_share": True})
-    if existing := runs.by_fire_key(session, pipeline, key):
-        return existing
     if pipeline.paused:
         return None
     slot = runs.free_slot(session, pipeline)

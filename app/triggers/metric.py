@@ -24,7 +24,7 @@ from app.pipelines.service import spec_of
 from app.pipelines.spec import MetricTrigger
 from app.runs import service as runs
 from app.runs import transitions as t
-from app.triggers.firing import fire_automatic
+from app.triggers import firing
 from app.triggers.identity import event_key, trigger_id, triggers_of
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -60,11 +60,12 @@ def evaluate_after_ingest(
     pipeline: Pipeline,
     metrics: Collection[str],
     *,
+    version: int | None,
     dispatch: runs.Dispatch,
     actor: str = "system",
 ) -> list[MetricEvaluation]:
-    """Judge every metric trigger on the posted metrics; fire the breached ones that may."""
-    version = monitoring.production_version(session=session, pipeline=pipeline)
+    """Judge every metric trigger on the posted metrics about `version` (the production one
+    the observations were stamped with); fire the breached ones that may."""
     evaluations = []
     for trigger in metric_triggers(pipeline):
         if trigger.metric not in metrics:
@@ -118,7 +119,7 @@ def _fire(
     actor: str,
 ) -> MetricEvaluation:
     # Locked before the checks: a concurrent post must see this fire, not race past it.
-    session.refresh(pipeline, with_for_update=True)
+    firing.lock(session, pipeline)
     key = event_key(trigger, stats.newest_id)
     refusal = hysteresis.refusal(session, pipeline, trigger)
     if refusal is None and (earlier := runs.by_fire_key(session, pipeline, key)):
@@ -126,7 +127,7 @@ def _fire(
     if refusal is not None:
         return replace(evaluation, reason=f"{evaluation.reason}; not fired: {refusal}")
     fire = runs.Fire(kind="metric", reason=evaluation.reason, key=key, actor=actor)
-    run = fire_automatic(session, pipeline, fire, dispatch=dispatch)
+    run = firing.fire_locked(session, pipeline, fire, dispatch=dispatch)
     if run is None:
         return replace(evaluation, reason=f"{evaluation.reason}; not fired: pipeline is paused")
     if run.status == t.SKIPPED:
