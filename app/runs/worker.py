@@ -138,8 +138,7 @@ def _interrupt(
             if not _owns(run, env):
                 return _lease_lost()
             assert run is not None
-            cancelled = run.cancel_requested
-        return Stopped(t.CANCELLED, f"Cancelled during step {step}") if cancelled else None
+            return _stop_reason(run, timeout_s, f"during step {step}")
 
     return interrupt
 
@@ -154,7 +153,7 @@ def _advance(
         now = run.heartbeat_at = utcnow()
         if finished is not None:
             _end_step(session, run.id, finished[0], "completed", finished[1])
-        stop = _stop_reason(run, state, next_step)
+        stop = _stop_reason(run, state.spec.timeout_s, f"before step {next_step}")
         if stop is None:
             step = _step(session, run.id, next_step)
             step.status, step.started_at = "running", now
@@ -162,11 +161,12 @@ def _advance(
         raise stop
 
 
-def _stop_reason(run: Run, state: RunState, next_step: str) -> Stopped | None:
+def _stop_reason(run: Run, timeout_s: float, where: str) -> Stopped | None:
+    """Cancelled or out of time; `where` is "before step X" or "during step X"."""
     if run.cancel_requested:
-        return Stopped(t.CANCELLED, f"Cancelled before step {next_step}")
+        return Stopped(t.CANCELLED, f"Cancelled {where}")
     assert run.started_at is not None
-    return _out_of_time(run.started_at, state.spec.timeout_s, f"before step {next_step}")
+    return _out_of_time(run.started_at, timeout_s, where)
 
 
 def _out_of_time(started_at: datetime, timeout_s: float, where: str) -> Stopped | None:
