@@ -7,13 +7,17 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 import pytest
+from sklearn.datasets import load_iris
 
-from app.runs import processes, transfer
+from app.pipelines.spec import PipelineSpec
+from app.registry.artifacts import LocalArtifactStore
+from app.runs import fitting, processes, transfer
 from app.runs.processes import Children, ProcessLost
 from app.training.errors import TrainingError
 
@@ -116,6 +120,31 @@ def test_idle_children_are_capped_and_reused(children: Children) -> None:
     assert len(pids) == 4  # one child per concurrent call
     again = {children.call(sleep_then_pid, 0) for _ in range(3)}
     assert again <= pids and children.idle() == processes.IDLE_CHILDREN
+
+
+def test_a_reserved_child_keeps_its_fit_for_the_artifact(
+    children: Children, tmp_path: Path
+) -> None:
+    frame = load_iris(as_frame=True).frame
+    spec = PipelineSpec.model_validate(
+        {
+            "name": "iris",
+            "source": {"kind": "sklearn", "dataset": "iris"},
+            "target": "target",
+            "model": {"estimator": "sklearn.tree.DecisionTreeClassifier"},
+        }
+    )
+    store = LocalArtifactStore(tmp_path)
+    X, y = frame.drop(columns="target"), frame["target"]  # noqa: N806
+    with children.reserved() as child:
+        trained = child.call(fitting.fit, (spec, X, y, ("sklearn.",)), None)
+        stored = child.call(fitting.store_fitted, (store, "iris", 1), None)
+    # The artifact holds the very model that came back: same predictions after a load.
+    loaded = store.load(stored.uri, stored.sha256)
+    assert (loaded.predict(X) == trained.model.predict(X)).all()
+    # A child that fitted nothing says so instead of writing something else.
+    with pytest.raises(RuntimeError, match="holds no fitted model"):
+        children.call(fitting.store_fitted, store, "iris", 2)
 
 
 # --- large arguments: shared memory, one file reused per child ------------------------------

@@ -25,8 +25,9 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
@@ -140,9 +141,15 @@ class Children:
         self._lock = threading.Lock()
 
     def call(self, fn: Callable[..., T], *args: Any, stop: StopCheck | None = None) -> T:
+        with self.reserved() as child:
+            return child.call(fn, args, stop)
+
+    @contextmanager
+    def reserved(self) -> Iterator[Child]:
+        """One child for several calls in a row, which may then share what it keeps."""
         child = self._take()
         try:
-            return child.call(fn, args, stop)
+            yield child
         finally:
             # After an exception raised by fn itself the child is as good as before; after a
             # stop, a death or an interrupted wait it is not.
@@ -189,6 +196,11 @@ CHILDREN = Children()
 def call(fn: Callable[..., T], *args: Any, stop: StopCheck | None = None) -> T:
     """fn(*args) in a child process; `stop` is asked every 0.2 s whether to kill it."""
     return CHILDREN.call(fn, *args, stop=stop)
+
+
+def reserved() -> AbstractContextManager[Child]:
+    """A child process of our own for a sequence of `child.call(fn, args, stop)`."""
+    return CHILDREN.reserved()
 
 
 # --- the child's side ---------------------------------------------------------------------

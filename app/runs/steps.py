@@ -25,15 +25,15 @@ from app.registry import promotion
 from app.registry import service as registry
 from app.registry.artifacts import StoredArtifact
 from app.registry.serving import LoadedModel
-from app.runs import compute, processes
+from app.runs import compute, fitting, processes
 from app.runs.env import WorkerEnv
-from app.runs.fitting import fit_and_store
 from app.runs.models import Run
 from app.runs.outcomes import AwaitApproval, Failed, Rejected, Stopped
 from app.training.evaluation import gate, score
-from app.training.fingerprint import DataFingerprint, fingerprint
+from app.training.fingerprint import DataFingerprint, RowHashes, fingerprint, row_hashes
+from app.training.holdout import Holdout, split_holdout
 from app.training.reference import reference_profile
-from app.training.trainer import Holdout, TrainedModel, feature_columns, split_holdout
+from app.training.trainer import TrainedModel, feature_columns
 from app.training.validation import check_data
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,7 @@ class RunState:
     # fit runs, so that the fit is killed instead of waited for.
     interrupt: Callable[[str], Stopped | None]
     frame: pd.DataFrame | None = None
+    split: Future[tuple[RowHashes, Holdout]] | None = None
     holdout: Holdout | None = None
     trained: TrainedModel | None = None
     version: int | None = None
@@ -69,6 +70,7 @@ class RunState:
     fingerprint: Future[DataFingerprint] | None = None
     reference: Future[dict[str, Any]] | None = None
     production: Future[ProductionScore] | None = None
+    candidate: Future[float] | None = None
     artifact: tuple[int, StoredArtifact] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
 
@@ -91,6 +93,9 @@ def load_data(state: RunState, env: WorkerEnv) -> str:
 
 def validate(state: RunState, env: WorkerEnv) -> str:
     assert state.frame is not None
+    # Splitting is pure computation on the loaded frame: it runs beside the checks, and a
+    # rejected run just drops it. No model is trained before the data passes.
+    state.split = compute.submit(_hash_and_split, state.frame, state.spec, state.kind)
     check = compute.run(check_data, state.frame, state.spec, state.kind)
     if not check.passed:
         raise Rejected(check.reason)
@@ -98,41 +103,53 @@ def validate(state: RunState, env: WorkerEnv) -> str:
 
 
 def train_model(state: RunState, env: WorkerEnv) -> str:
-    assert state.frame is not None
-    frame, h = state.frame, compute.run(split_holdout, state.frame, state.spec, state.kind)
+    assert state.frame is not None and state.split is not None
+    frame, (hashes, h) = state.frame, state.split.result()
     state.holdout = h
     # While the candidate fits in a training process, this process does the rest of the
     # run's work on the other core: scoring production on the same holdout (evaluate checks
     # that it is still production before it uses the score), hashing the data and profiling
     # it for drift triggers.
     state.production = compute.submit(_production_score, state, env)
-    state.fingerprint = compute.submit(fingerprint, frame)
+    state.fingerprint = compute.submit(fingerprint, frame, hashes)
     state.reference = compute.submit(reference_profile, frame, feature_columns(state.spec, frame))
     with read_only_unit(env.factory) as session:
         version = registry.next_version(session=session, pipeline_id=state.pipeline_id)
     crash_point("during_train")
-    # The artifact is written outside a transaction; one active run per pipeline keeps the
-    # version number ours, and the unique (pipeline, version) constraint would refuse it
-    # otherwise.
-    allowed, stop = env.settings.allowed_estimators, lambda: state.interrupt("train")
-    where = (env.artifacts, state.pipeline_name, version)
     try:
-        state.trained, stored = processes.call(
-            fit_and_store, state.spec, h.X_train, h.y_train, allowed, *where, stop=stop
-        )
+        _fit_and_store(state, env, version)
     except processes.ProcessLost as exc:
         raise Failed(f"Training failed: {exc}") from exc
-    state.artifact = (version, stored)
+    assert state.trained is not None
     estimator = state.spec.model.estimator.rpartition(".")[2]
     rows = len(state.holdout.X_train)
     return f"{estimator} fitted on {rows} rows in {state.trained.fit_seconds:.2f} s"
 
 
+def _fit_and_store(state: RunState, env: WorkerEnv, version: int) -> None:
+    """Fit in a training process, then write the artifact there while this process scores
+    the candidate on the holdout."""
+    assert state.holdout is not None
+    h, metric, stop = state.holdout, state.spec.evaluation.metric, lambda: state.interrupt("train")
+    fit_args = (state.spec, h.X_train, h.y_train, env.settings.allowed_estimators)
+    with processes.reserved() as child:
+        state.trained = child.call(fitting.fit, fit_args, stop)
+        state.candidate = compute.submit(
+            score, state.trained.model, h.X_test, h.y_test, metric, state.kind
+        )
+        # The artifact is written outside a transaction; one active run per pipeline keeps
+        # the version number ours, and the unique (pipeline, version) constraint would
+        # refuse it otherwise.
+        where = (env.artifacts, state.pipeline_name, version)
+        state.artifact = (version, child.call(fitting.store_fitted, where, stop))
+
+
 def evaluate(state: RunState, env: WorkerEnv) -> str:
     assert state.holdout is not None and state.trained is not None and state.frame is not None
+    assert state.candidate is not None
     metric = state.spec.evaluation.metric
     h = state.holdout
-    candidate = compute.run(score, state.trained.model, h.X_test, h.y_test, metric, state.kind)
+    candidate = state.candidate.result()  # scored while the artifact was written
     production = _current_production_score(state, env)
     decision = gate(candidate, production.value, state.spec.evaluation, state.spec.lower_is_better)
     state.metrics = {
@@ -194,6 +211,13 @@ def _serve_trained_model(state: RunState, env: WorkerEnv) -> None:
         state.pipeline_id, state.version, state.sha256, features, state.trained.model
     )
     env.models.put(loaded)
+
+
+def _hash_and_split(
+    frame: pd.DataFrame, spec: PipelineSpec, kind: EstimatorKind
+) -> tuple[RowHashes, Holdout]:
+    hashes = row_hashes(frame)  # the split and the data fingerprint both need them
+    return hashes, split_holdout(frame, spec, kind, hashes)
 
 
 def _production_score(state: RunState, env: WorkerEnv) -> ProductionScore:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import TypedDict
+from typing import Any, TypedDict
 
+import numpy as np
 import pandas as pd
 
 
@@ -15,11 +16,23 @@ class DataFingerprint(TypedDict):
     sha256: str
 
 
-def fingerprint(frame: pd.DataFrame) -> DataFingerprint:
-    """Rows, column names and a content hash that is equal for equal data."""
+RowHashes = np.ndarray[Any, np.dtype[np.uint64]]
+
+
+def row_hashes(frame: pd.DataFrame) -> RowHashes:
+    """A 64-bit hash of each row's values (not of its index label): equal rows, equal hashes.
+
+    pandas hashes with a fixed key, so a row hashes the same in every run and on every host."""
+    return np.asarray(pd.util.hash_pandas_object(frame, index=False).to_numpy(), dtype=np.uint64)
+
+
+def fingerprint(frame: pd.DataFrame, hashes: RowHashes | None = None) -> DataFingerprint:
+    """Rows, column names and a content hash that is equal for equal data.
+
+    `hashes`: the frame's row_hashes when the caller has them already."""
     columns = [str(column) for column in frame.columns]
     digest = hashlib.sha256()
     # Column names go into the hash too: renaming a column changes what a model was trained on.
     digest.update(json.dumps(columns).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    digest.update((row_hashes(frame) if hashes is None else hashes).tobytes())
     return {"rows": len(frame), "columns": columns, "sha256": digest.hexdigest()}

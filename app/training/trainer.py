@@ -1,4 +1,4 @@
-"""The train step: choose the features, split off the holdout, fit the allow-listed estimator."""
+"""The train step: choose the features and fit the allow-listed estimator."""
 
 from __future__ import annotations
 
@@ -10,25 +10,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 
-from app.pipelines.estimators import EstimatorError, EstimatorKind, resolve_estimator
+from app.pipelines.estimators import EstimatorError, resolve_estimator
 from app.pipelines.spec import PipelineSpec
 from app.training.errors import TrainingError
 from app.training.preprocessing import build_preprocessor
-
-# Fixed so that a retrain on the same data draws the same holdout, and production and
-# candidate are compared on rows neither was trained on in the same way every time.
-RANDOM_STATE = 42
-
-
-@dataclass(frozen=True)
-class Holdout:
-    X_train: pd.DataFrame
-    X_test: pd.DataFrame
-    y_train: pd.Series
-    y_test: pd.Series
 
 
 @dataclass(frozen=True)
@@ -43,20 +30,6 @@ def feature_columns(spec: PipelineSpec, frame: pd.DataFrame) -> list[str]:
     if spec.features is not None:
         return list(spec.features)
     return [column for column in frame.columns if column != spec.target]
-
-
-def split_holdout(frame: pd.DataFrame, spec: PipelineSpec, kind: EstimatorKind) -> Holdout:
-    """Split off the evaluation holdout; stratified by class for classifiers."""
-    X = frame[feature_columns(spec, frame)]  # noqa: N806 (sklearn's X)
-    y = frame[spec.target]
-    X_train, X_test, y_train, y_test = train_test_split(  # noqa: N806
-        X,
-        y,
-        test_size=spec.evaluation.holdout_fraction,
-        random_state=RANDOM_STATE,
-        stratify=y if kind == "classifier" else None,
-    )
-    return Holdout(X_train=X_train, X_test=X_test, y_train=y_train, y_test=y_test)
 
 
 def train(
