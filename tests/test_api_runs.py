@@ -13,6 +13,7 @@ import pytest
 from tests.factories import churn_frame, pipeline_spec, wait_for_run, write_csv
 
 API = "/api/v1"
+STEPS = ("load_data", "validate", "train", "evaluate", "deploy")
 NAME = "retrain-customer-model"
 SLOW_MODEL = {
     "estimator": "sklearn.ensemble.RandomForestClassifier",
@@ -58,15 +59,12 @@ class TestManualTrigger:
         queued = trigger(client)
         assert queued["status"] == "queued"
         assert queued["trigger"] == {"kind": "manual", "reason": "manual"}
+        assert [(s["name"], s["status"]) for s in queued["steps"]] == [
+            (name, "pending") for name in STEPS
+        ]
         run = wait_for_run(client, queued["id"])
         assert run["status"] == "completed", run
-        assert [s["name"] for s in run["steps"]] == [
-            "load_data",
-            "validate",
-            "train",
-            "evaluate",
-            "deploy",
-        ]
+        assert [s["name"] for s in run["steps"]] == list(STEPS)
         assert all(s["status"] == "completed" and s["finished_at"] for s in run["steps"])
         assert run["steps"][0]["detail"].startswith("300 rows x 4 columns from csv")
         assert run["model_version"] == 1

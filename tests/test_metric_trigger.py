@@ -262,7 +262,7 @@ class TestHysteresis:
             pipeline = pipelines.get(session=session, name=NAME)
             # Queued and never dispatched: it holds the active slot for as long as we need.
             held = runs.queued_run(pipeline.id, "active", runs.Fire("manual", "manual"))
-            session.add(held)
+            runs.add_run(session, held)
         answer = post(client, observations(0.5, 0.5, 0.5))
         assert answer["fired"] == []
         assert only_evaluation(answer)["reason"].endswith(
@@ -278,7 +278,7 @@ class TestHysteresis:
         with unit_of_work(client.app.state.services.factory) as session:
             pipeline = pipelines.get(session=session, name=NAME)
             held = runs.queued_run(pipeline.id, "active", runs.Fire("manual", "manual"))
-            session.add(held)
+            runs.add_run(session, held)
         # Each post stores its observation (a key share lock on the pipeline's row, for the
         # foreign key) before it locks the row to judge its breach: that lock must not
         # conflict with the key share locks of the other posts, or two of them deadlock.

@@ -102,6 +102,7 @@ class TestIntervalTicks:
                     client.post(f"{API}/runs/{run['id']}/cancel")
         assert skipped["error"].startswith("Skipped: run ")
         assert "still active (concurrency: skip)" in skipped["error"]
+        assert [step["status"] for step in skipped["steps"]] == ["skipped"] * 5
         assert active["status"] != "skipped"
 
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, lazyload
@@ -78,19 +79,19 @@ def _ending_for(exc: Exception) -> Ending:
 
 def _claim(run_id: int, env: WorkerEnv) -> RunState | None:
     with unit_of_work(env.factory) as session:
-        run = session.get(Run, run_id, with_for_update=True)
-        if run is None or run.status != t.QUEUED or run.slot != "active":
+        found = _claimable(session, run_id)
+        if found is None:
             return None  # already taken, cancelled, or still waiting for the slot
+        run, name, spec_json = found
         if run.not_before is not None and run.not_before > utcnow():
             not_before = run.not_before
             after_commit(session, lambda: env.executor.submit(run_id, not_before=not_before))
             return None
-        pipeline = session.get(Pipeline, run.pipeline_id)
-        assert pipeline is not None
-        t.transition(session, run, t.RUNNING)
+        # Owner and lease first, so the transition's flush writes them in the same UPDATE.
         run.owner, run.heartbeat_at = env.owner, utcnow()
-        spec = PipelineSpec.model_validate(pipeline.spec)
-        pipeline_id, name, started_at = pipeline.id, pipeline.name, run.started_at
+        t.transition(session, run, t.RUNNING)
+        spec = PipelineSpec.model_validate(spec_json)
+        pipeline_id, started_at = run.pipeline_id, run.started_at
     assert started_at is not None
     return RunState(
         run_id=run_id,
@@ -101,6 +102,21 @@ def _claim(run_id: int, env: WorkerEnv) -> RunState | None:
         finalize=_fence(run_id, env),
         interrupt=_interrupt(run_id, env, spec.timeout_s, started_at),
     )
+
+
+def _claimable(session: Session, run_id: int) -> tuple[Run, str, dict[str, Any]] | None:
+    """The queued run holding its pipeline's active slot, locked, with the pipeline's name
+    and spec: one statement, as the run's start waits on it (its steps are not needed)."""
+    row = session.execute(
+        select(Run, Pipeline.name, Pipeline.spec)
+        .join(Pipeline, Pipeline.id == Run.pipeline_id)
+        .where(Run.id == run_id)
+        .options(lazyload(Run.steps))
+        .with_for_update(of=Run)
+    ).one_or_none()
+    if row is None or row.Run.status != t.QUEUED or row.Run.slot != "active":
+        return None
+    return row.Run, row.name, row.spec
 
 
 def _owned_run(session: Session, run_id: int, env: WorkerEnv) -> Run:

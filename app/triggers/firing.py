@@ -87,8 +87,6 @@ def skipped(
     run = runs.queued_run(pipeline_id, None, fire, scheduled_for=scheduled_for)
     run.status, run.error = t.SKIPPED, reason
     run.finished_at = utcnow()
-    for step in run.steps:
-        step.status = "skipped"
     return run
 
 
@@ -96,7 +94,7 @@ def record(session: Session, run: Run) -> Run | None:
     """Insert a run unless its fire key exists; the run that stands for the fire."""
     try:
         with session.begin_nested():
-            session.add(run)
+            runs.add_run(session, run)
     except IntegrityError:
         # Another replica inserted this fire (or took the slot) first: theirs stands.
         pipeline = session.get(Pipeline, run.pipeline_id)
