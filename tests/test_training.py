@@ -653,6 +653,20 @@ class TestFingerprint:
         frame.loc[17, "petal length (cm)"] = 9.9
         assert fingerprint(frame)["sha256"] != fingerprint(iris())["sha256"]
 
+    def test_cells_pandas_cannot_hash_are_hashed_as_text(self) -> None:
+        # Lists and dicts arrive from JSON records and SQL json columns; training reads them
+        # as text, and so do the hash, the fingerprint and the holdout split.
+        def frame() -> pd.DataFrame:
+            tags = [[i % 3] if i % 3 else {"k": i % 2} for i in range(60)]
+            return pd.DataFrame({"tags": tags, "x": range(60), "target": [0, 1] * 30})
+
+        assert fingerprint(frame()) == fingerprint(frame())
+        changed = frame()
+        changed.at[5, "tags"] = ["other"]
+        assert fingerprint(changed)["sha256"] != fingerprint(frame())["sha256"]
+        holdout = split_holdout(frame(), make_spec(), "classifier")
+        assert len(holdout.X_test) == 12
+
     def test_a_renamed_column_changes_the_hash(self) -> None:
         renamed = iris().rename(columns={"target": "species"})
         assert fingerprint(renamed)["sha256"] != fingerprint(iris())["sha256"]

@@ -23,7 +23,17 @@ def row_hashes(frame: pd.DataFrame) -> RowHashes:
     """A 64-bit hash of each row's values (not of its index label): equal rows, equal hashes.
 
     pandas hashes with a fixed key, so a row hashes the same in every run and on every host."""
-    return np.asarray(pd.util.hash_pandas_object(frame, index=False).to_numpy(), dtype=np.uint64)
+    try:
+        hashed = pd.util.hash_pandas_object(frame, index=False)
+    except TypeError:
+        # Cells pandas cannot hash (lists and dicts from JSON records or SQL json columns)
+        # are hashed as the text that training sees them as.
+        hashed = pd.util.hash_pandas_object(frame.apply(_as_text_if_object), index=False)
+    return np.asarray(hashed.to_numpy(), dtype=np.uint64)
+
+
+def _as_text_if_object(column: pd.Series) -> pd.Series:
+    return column.astype(str) if column.dtype == object else column
 
 
 def fingerprint(frame: pd.DataFrame, hashes: RowHashes | None = None) -> DataFingerprint:
