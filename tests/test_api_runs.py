@@ -5,11 +5,15 @@ idempotency and retries behave as promised."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from app.core.settings import Settings
+from app.main import create_app
+from tests.conftest import TestClient
 from tests.factories import churn_frame, pipeline_spec, wait_for_run, write_csv
 
 API = "/api/v1"
@@ -275,3 +279,28 @@ def test_bundled_datasets_train(client: Any, dataset: str) -> None:
     run = wait_for_run(client, trigger(client, name=f"toy-{dataset}")["id"])
     assert run["status"] == "completed", run
     assert run["metrics"]["metric"] == ("rmse" if regression else "f1")
+
+
+class TestTrainingMemoryCap:
+    @pytest.fixture
+    def capped(self, settings: Settings) -> Iterator[TestClient]:
+        with TestClient(create_app(settings.model_copy(update={"training_memory_mb": 100}))) as c:
+            yield c
+
+    def test_a_fit_over_the_cap_fails_its_run_and_the_next_fit_is_fine(
+        self, capped: TestClient, tmp_path: Path
+    ) -> None:
+        # A Gaussian process on 8,000 training rows wants an 8,000 x 8,000 kernel (~490 MiB).
+        gaussian = {"estimator": "sklearn.gaussian_process.GaussianProcessClassifier"}
+        create(capped, tmp_path, rows=10_000, model=gaussian)
+        run = wait_for_run(capped, trigger(capped)["id"])
+        assert run["status"] == "failed"
+        assert run["error"].startswith(
+            "Training failed: the fit needs more memory than MLOPS_TRAINING_MEMORY_MB allows "
+            "(100 MB): Unable to allocate"
+        )
+        assert run["steps"][2]["status"] == "failed"
+        assert capped.get(f"{API}/pipelines/{NAME}/models").json() == []
+        # The cap is the fit's, not the process's for good: a small model trains as usual.
+        create(capped, tmp_path, rows=10_000, name="small")
+        assert wait_for_run(capped, trigger(capped, "small")["id"])["status"] == "completed"

@@ -147,6 +147,22 @@ def test_a_reserved_child_keeps_its_fit_for_the_artifact(
         children.call(fitting.store_fitted, store, "iris", 2)
 
 
+def allocate_under_cap(megabytes: int, cap_mb: int) -> tuple[str, int]:
+    """What allocating `megabytes` gives inside a memory cap, and the bytes allocated after."""
+    try:
+        with fitting.memory_cap(cap_mb):
+            np.ones(megabytes * 2**20, dtype=np.uint8)
+        inside = "allocated"
+    except MemoryError:
+        inside = "MemoryError"
+    return inside, np.ones(megabytes * 2**20, dtype=np.uint8).nbytes
+
+
+def test_the_memory_cap_holds_for_its_block_only(children: Children) -> None:
+    assert children.call(allocate_under_cap, 300, 100) == ("MemoryError", 300 * 2**20)
+    assert children.call(allocate_under_cap, 50, 100) == ("allocated", 50 * 2**20)
+
+
 # --- large arguments: shared memory, one file reused per child ------------------------------
 
 

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     allowed_estimators: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["sklearn."])
     http_source_timeout_s: float = 30.0
     http_source_max_bytes: int = 512 * 1024 * 1024
+    # What a fit may map on top of its training process's own footprint; None: no cap.
+    training_memory_mb: int | None = Field(default=None, ge=16)
     lease_s: float = Field(default=60.0, gt=0)
     reconcile_s: float = Field(default=2.0, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)

@@ -10,15 +10,22 @@ back first, so that the service scores it on the holdout while the child writes 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+import resource
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from app.pipelines.spec import PipelineSpec
 from app.registry.artifacts import LocalArtifactStore, StoredArtifact
+from app.training.errors import TrainingError
 from app.training.trainer import TrainedModel, train
 
+log = logging.getLogger(__name__)
 # The child's last fitted model, until store_fitted writes it (one call at a time per child).
 _fitted: list[Pipeline] = []
 
@@ -28,12 +35,55 @@ def fit(
     X: pd.DataFrame,  # noqa: N803 (sklearn's X)
     y: pd.Series,
     allowed_prefixes: Sequence[str],
+    memory_mb: int | None = None,
 ) -> TrainedModel:
-    """The fitted candidate; the child keeps the model for store_fitted."""
+    """The fitted candidate; the child keeps the model for store_fitted.
+
+    `memory_mb` caps what the fit may map beyond what the process has mapped already."""
     _fitted.clear()  # a model a stopped run left behind is not kept for long
-    trained = train(spec, X, y, allowed_prefixes)
+    try:
+        with memory_cap(memory_mb):
+            trained = train(spec, X, y, allowed_prefixes)
+    except TrainingError as exc:
+        if isinstance(exc.__cause__, MemoryError) and memory_mb is not None:
+            raise TrainingError(
+                f"Training failed: the fit needs more memory than MLOPS_TRAINING_MEMORY_MB "
+                f"allows ({memory_mb} MB): {exc.__cause__}"
+            ) from exc.__cause__
+        raise
     _fitted.append(trained.model)
     return trained
+
+
+@contextmanager
+def memory_cap(megabytes: int | None) -> Iterator[None]:
+    """Within the block, an allocation that would take the process's address space more than
+    `megabytes` over its size at entry fails with MemoryError; the limit is lifted after.
+
+    A runaway fit then fails its run with a readable error, before the kernel's OOM killer
+    picks a victim on the host (which need not be the fit)."""
+    if megabytes is None or sys.platform != "linux":
+        if megabytes is not None:
+            log.warning("MLOPS_TRAINING_MEMORY_MB is ignored: it needs Linux")
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = _address_space() + megabytes * 2**20
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def _address_space() -> int:
+    """This process's mapped address space in bytes (VmSize)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+    raise OSError("no VmSize in /proc/self/status")
 
 
 def store_fitted(store: LocalArtifactStore, pipeline: str, version: int) -> StoredArtifact:

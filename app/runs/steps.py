@@ -131,7 +131,14 @@ def _fit_and_store(state: RunState, env: WorkerEnv, version: int) -> None:
     the candidate on the holdout."""
     assert state.holdout is not None
     h, metric, stop = state.holdout, state.spec.evaluation.metric, lambda: state.interrupt("train")
-    fit_args = (state.spec, h.X_train, h.y_train, env.settings.allowed_estimators)
+    settings = env.settings
+    fit_args = (
+        state.spec,
+        h.X_train,
+        h.y_train,
+        settings.allowed_estimators,
+        settings.training_memory_mb,
+    )
     with processes.reserved() as child:
         state.trained = child.call(fitting.fit, fit_args, stop)
         state.candidate = compute.submit(
