@@ -8,6 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
+from app.core.settings import Settings
+from app.main import create_app
+from tests.conftest import TestClient
 from tests.factories import pipeline_spec
 
 API = "/api/v1"
@@ -137,6 +140,34 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str, str]] = [
         "greater than 0",
     ),
 ]
+
+
+class TestOutboundUrlPattern:
+    def test_urls_the_service_would_call_must_match_it(self, settings: Settings) -> None:
+        strict = settings.model_copy(update={"http_url_allow": r"https://data\.example\.com/.*"})
+        source = {"kind": "csv", "path": "http://169.254.169.254/latest/meta-data/x.csv"}
+        hook = {"kind": "webhook", "url": "https://admin.internal/hook"}
+        with TestClient(create_app(strict)) as client:
+            refused_source = problem(
+                client.post(f"{API}/pipelines", json=pipeline_spec(source=source)), 422
+            )
+            deployment = {"mode": "auto", "target": hook}
+            refused_hook = problem(
+                client.post(f"{API}/pipelines", json=pipeline_spec(deployment=deployment)), 422
+            )
+            assert client.get(f"{API}/pipelines").json()["total"] == 0
+            fine = {"kind": "csv", "path": "https://data.example.com/customers.csv"}
+            assert (
+                client.post(f"{API}/pipelines", json=pipeline_spec(source=fine)).status_code == 201
+            )
+        assert refused_source["errors"] == [
+            {
+                "loc": "source.csv.path",
+                "msg": "http://169.254.169.254/latest/meta-data/x.csv does not match "
+                "MLOPS_HTTP_URL_ALLOW",
+            }
+        ]
+        assert refused_hook["errors"][0]["loc"] == "deployment.target.webhook.url"
 
 
 class TestInvalidSpecs:

@@ -177,6 +177,31 @@ class TestDeployTargets:
         assert run["error"].startswith(f"Deployment failed: could not reach {url}")
         assert production_version(client) is None
 
+    def test_a_webhook_outside_the_url_pattern_is_never_called(
+        self, client: Any, tmp_path: Path, settings: Any
+    ) -> None:
+        create(client, tmp_path)
+        run_once(client)
+        strict = settings.model_copy(update={"http_url_allow": r"https://deploy\.example\.com/.*"})
+        with deploy_target() as target:
+            spec = pipeline_spec(
+                deployment={"mode": "auto", "target": {"kind": "webhook", "url": target.url}}
+            )
+            assert client.put(BASE, json=spec).status_code == 200
+            # The operator sets the pattern later: stored pipelines still load, and runs stop
+            # at the deploy step.
+            with TestClient(create_app(strict)) as restarted:
+                run = run_once(restarted)
+                promoted = restarted.post(f"{BASE}/models/2/promote")
+                rejected = restarted.put(BASE, json=spec)
+            refusal = f"Deployment failed: {target.url} does not match MLOPS_HTTP_URL_ALLOW"
+            assert (run["status"], run["error"]) == ("failed", refusal)
+            assert (promoted.status_code, promoted.json()["detail"]) == (502, refusal)
+            assert rejected.status_code == 422
+            assert rejected.json()["errors"][0]["loc"] == "deployment.target.webhook.url"
+            assert target.received == []
+        assert production_version(client) == 1
+
     def test_manual_mode_awaits_approval_then_promotion_completes_the_run(
         self, client: Any, tmp_path: Path
     ) -> None:

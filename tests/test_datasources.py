@@ -115,6 +115,13 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/broken":
             self.send_error(500)
             return
+        if self.path.startswith("/moved/"):
+            # Elsewhere on this server, under the name "localhost" rather than its address.
+            self.send_response(302)
+            port = self.server.server_address[1]
+            self.send_header("Location", f"http://localhost:{port}/{self.path[7:]}")
+            self.end_headers()
+            return
         body = self.server.files.get(path)
         if body is None:
             self.send_error(404)
@@ -318,6 +325,38 @@ def test_a_slow_server_times_out(web: _FileServer, data_dir: Path) -> None:
 def test_a_refused_connection_is_named(settings: Settings) -> None:
     with pytest.raises(SourceError, match=r"^Could not fetch data source http://127.0.0.1:1/"):
         load(csv("http://127.0.0.1:1/n.csv"), settings)
+
+
+def test_http_sources_must_match_the_operators_url_pattern(
+    web: _FileServer, data_dir: Path
+) -> None:
+    web.files["/n.csv"] = b"n\n1\n"
+    here = r"http://127\.0\.0\.1:\d+/.*"
+    refused = Settings(source_dirs=[data_dir], http_url_allow=r"https://data\.example\.com/.*")
+    url = url_of(web, "/n.csv")
+
+    with pytest.raises(SourceError) as caught:
+        load(csv(url), refused)
+    refusal = f"Data source not allowed: {url} does not match MLOPS_HTTP_URL_ALLOW"
+    assert str(caught.value) == refusal
+
+    allowed = Settings(source_dirs=[data_dir], http_url_allow=here)
+    assert load(csv(url), allowed)["n"].tolist() == [1]
+
+
+def test_a_redirect_must_match_the_pattern_too(web: _FileServer, data_dir: Path) -> None:
+    web.files["/n.csv"] = b"n\n1\n"
+    settings = Settings(source_dirs=[data_dir], http_url_allow=r"http://127\.0\.0\.1:\d+/.*")
+    url, port = url_of(web, "/moved/n.csv"), web.server_address[1]
+
+    with pytest.raises(SourceError) as caught:
+        load(csv(url), settings)
+    assert str(caught.value) == (
+        f"Data source not allowed: {url} redirects to http://localhost:{port}/n.csv, "
+        "which does not match MLOPS_HTTP_URL_ALLOW"
+    )
+    # With no pattern, the same redirect is followed.
+    assert load(csv(url), Settings(source_dirs=[data_dir]))["n"].tolist() == [1]
 
 
 def test_url_passwords_are_masked(web: _FileServer, settings: Settings) -> None:

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     # source directories, never a database server (least of all ours).
     sql_connections: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     sql_url_allow: str | None = None
+    http_url_allow: str | None = None
 
     @field_validator("source_dirs", mode="before")
     @classmethod
@@ -88,7 +89,7 @@ class Settings(BaseSettings):
             )
         return {name: url for name, _, url in pairs}
 
-    @field_validator("sql_url_allow")
+    @field_validator("sql_url_allow", "http_url_allow")
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
         if value is not None:

@@ -26,6 +26,7 @@ def load_file(source: FileSource, settings: Settings) -> pd.DataFrame:
             source.path,
             timeout_s=settings.http_source_timeout_s,
             max_bytes=settings.http_source_max_bytes,
+            allow=settings.http_url_allow,
         )
         return _parse(source, io.BytesIO(body))
     if "://" in source.path:

@@ -6,15 +6,36 @@ import time
 
 import httpx
 
+from app.core import outbound
 from app.core.errors import SourceError
 from app.datasources.messages import first_line, redact_url
 
 
-def fetch(url: str, *, timeout_s: float, max_bytes: int) -> bytes:
-    """The body of `url`, or a SourceError that says plainly why it could not be had."""
+def fetch(url: str, *, timeout_s: float, max_bytes: int, allow: str | None = None) -> bytes:
+    """The body of `url`, or a SourceError that says plainly why it could not be had.
+
+    `allow`: the operator's MLOPS_HTTP_URL_ALLOW; the URL and every redirect must match it."""
     shown = redact_url(url)
+    if not outbound.allowed(url, allow):
+        raise SourceError(f"Data source not allowed: {shown} does not match {outbound.SETTING}")
+
+    hops = 0
+
+    def check_redirect(request: httpx.Request) -> None:
+        nonlocal hops
+        hops, hop = hops + 1, str(request.url)
+        if hops > 1 and not outbound.allowed(hop, allow):
+            raise SourceError(
+                f"Data source not allowed: {shown} redirects to {redact_url(hop)}, which does "
+                f"not match {outbound.SETTING}"
+            )
+
+    hooks = {"request": [check_redirect]}
     try:
-        with httpx.stream("GET", url, timeout=timeout_s, follow_redirects=True) as response:
+        with (
+            httpx.Client(timeout=timeout_s, follow_redirects=True, event_hooks=hooks) as client,
+            client.stream("GET", url) as response,
+        ):
             _check_status(response, shown)
             return _read_capped(response, shown, max_bytes, deadline=time.monotonic() + timeout_s)
     except httpx.TimeoutException as exc:

@@ -8,13 +8,23 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from app.core import outbound
 from app.core.errors import InvalidSpec, SourceError, TooLarge, field_error
 from app.core.problems import dotted, summary, validation_errors
+from app.core.redact import redact_url
 from app.core.settings import Settings
 from app.core.untrusted import problems, unreadable
+from app.datasources.files import is_http_url
 from app.datasources.sql_policy import check_query, source_url
 from app.pipelines.estimators import EstimatorError, resolve_estimator
-from app.pipelines.spec import CLASSIFICATION_METRICS, PipelineSpec, SqlSource
+from app.pipelines.spec import (
+    CLASSIFICATION_METRICS,
+    CsvSource,
+    ParquetSource,
+    PipelineSpec,
+    SqlSource,
+    WebhookTarget,
+)
 
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
 # A spec is a page of text; past this, parsing (YAML's is pure Python) is only a cost.
@@ -81,6 +91,7 @@ def check_semantics(spec: PipelineSpec, settings: Settings) -> None:
         raise _invalid("features", f"the target {spec.target!r} cannot also be a feature")
     if isinstance(spec.source, SqlSource):
         _check_sql(spec.source, settings)
+    _check_urls(spec, settings.http_url_allow)
     try:
         resolved = resolve_estimator(spec.model.estimator, settings.allowed_estimators)
     except EstimatorError as exc:
@@ -109,6 +120,18 @@ def _check_sql(source: SqlSource, settings: Settings) -> None:
         check_query(source.query)
     except SourceError as exc:
         raise _invalid("source.sql.query", exc.detail) from exc
+
+
+def _check_urls(spec: PipelineSpec, allow: str | None) -> None:
+    """The URLs the service would call for this pipeline must match MLOPS_HTTP_URL_ALLOW."""
+    calls: list[tuple[str, str]] = []
+    if isinstance(spec.source, CsvSource | ParquetSource) and is_http_url(spec.source.path):
+        calls.append((f"source.{spec.source.kind}.path", spec.source.path))
+    if isinstance(spec.deployment.target, WebhookTarget):
+        calls.append(("deployment.target.webhook.url", spec.deployment.target.url))
+    for field, url in calls:
+        if not outbound.allowed(url, allow):
+            raise _invalid(field, f"{redact_url(url)} does not match {outbound.SETTING}")
 
 
 def _loc(path: tuple[str, ...], document: Any) -> str:

@@ -6,21 +6,28 @@ from typing import Any
 
 import httpx
 
+from app.core import outbound
 from app.core.errors import DeploymentFailed
 from app.core.redact import redact_url
 from app.pipelines.spec import BuiltinTarget, WebhookTarget
 
 
-def deploy(target: BuiltinTarget | WebhookTarget, payload: dict[str, Any]) -> str:
-    """Run the deploy target; DeploymentFailed (production untouched) if it does not accept."""
+def deploy(
+    target: BuiltinTarget | WebhookTarget, payload: dict[str, Any], allow: str | None = None
+) -> str:
+    """Run the deploy target; DeploymentFailed (production untouched) if it does not accept.
+
+    `allow`: the operator's MLOPS_HTTP_URL_ALLOW, which a webhook's URL must match."""
     if isinstance(target, BuiltinTarget):
         return "served by the built-in /predict endpoint"
-    return _post_webhook(target, payload)
+    return _post_webhook(target, payload, allow)
 
 
-def _post_webhook(target: WebhookTarget, payload: dict[str, Any]) -> str:
+def _post_webhook(target: WebhookTarget, payload: dict[str, Any], allow: str | None) -> str:
     # Shown in run errors, the ledger and logs: never with a password or token in it.
     shown = redact_url(target.url)
+    if not outbound.allowed(target.url, allow):
+        raise DeploymentFailed(f"Deployment failed: {shown} does not match {outbound.SETTING}")
     try:
         response = httpx.post(
             target.url, json=payload, headers=target.headers, timeout=target.timeout_s

@@ -48,6 +48,7 @@ class Request:
     reason: str
     evidence: dict[str, Any]
     public_url: str
+    url_allow: str | None = None  # MLOPS_HTTP_URL_ALLOW, for a webhook deploy target
 
 
 def promote(
@@ -80,7 +81,7 @@ def _execute(
     factory: SessionFactory, plan: Plan, request: Request, fence: Fence | None
 ) -> PromotionRead:
     # The deploy target is called with no transaction open: it may take seconds.
-    detail = deploy(plan.target, plan.payload)
+    detail = deploy(plan.target, plan.payload, request.url_allow)
     with unit_of_work(factory) as session:
         if fence is not None:
             fence(session)

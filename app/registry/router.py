@@ -63,8 +63,13 @@ def get_artifact(
 
 
 def _request(services: Services, actor: Actor, reason: str) -> promotion.Request:
+    settings = services.settings
     return promotion.Request(
-        actor=actor, reason=reason, evidence={}, public_url=services.settings.public_url
+        actor=actor,
+        reason=reason,
+        evidence={},
+        public_url=settings.public_url,
+        url_allow=settings.http_url_allow,
     )
 
 

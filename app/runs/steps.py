@@ -182,6 +182,7 @@ def deploy(state: RunState, env: WorkerEnv) -> str:
         reason=f"run {state.run_id}: {state.metrics['gate']}",
         evidence={"run_id": state.run_id, **state.metrics},
         public_url=env.settings.public_url,
+        url_allow=env.settings.http_url_allow,
     )
     detail = f"version {state.version} promoted to production"
     # The run completes in the promotion's own transaction (see worker._fence), with this detail.
