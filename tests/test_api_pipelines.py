@@ -7,11 +7,16 @@ from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy.orm import Session
 
+from app.core.db import unit_of_work
 from app.core.settings import Settings
 from app.main import create_app
+from app.pipelines import service as pipelines
+from app.pipelines.models import Pipeline
+from app.runs import service as runs
 from tests.conftest import TestClient
-from tests.factories import pipeline_spec
+from tests.factories import pipeline_spec, wait_for_run
 
 API = "/api/v1"
 
@@ -304,3 +309,55 @@ class TestCronTriggers:
         assert second[11:16] in ("00:30", "01:30")
         status = client.get(f"{API}/pipelines/retrain-customer-model/status").json()
         assert status["next_run_at"] == first
+
+
+class TestStoredSpecThatNoLongerLoads:
+    """A spec an older release stored, which today's rules refuse: the API says which
+    pipeline and field, the others work, and a PUT repairs it."""
+
+    STALE = (
+        "Pipeline other's stored spec no longer passes validation (evaluation.holdout_fraction:"
+        " Input should be less than or equal to 0.9); replace it with a valid spec"
+        " (PUT /api/v1/pipelines/other) or delete the pipeline"
+    )
+
+    @staticmethod
+    def break_spec(session: Session) -> Pipeline:
+        pipeline = pipelines.get(session=session, name="other")
+        stale = dict(pipeline.spec)
+        stale["evaluation"] = {**stale["evaluation"], "holdout_fraction": 0.95}
+        pipeline.spec = stale
+        return pipeline
+
+    def test_reads_and_triggers_name_it_and_a_put_repairs_it(self, client: Any) -> None:
+        for name in ("retrain-customer-model", "other"):
+            assert client.post(f"{API}/pipelines", json=pipeline_spec(name=name)).status_code == 201
+        with unit_of_work(client.app.state.services.factory) as session:
+            self.break_spec(session)
+        for method, path in [
+            ("GET", "/pipelines"),
+            ("GET", "/pipelines/other"),
+            ("GET", "/pipelines/other/status"),
+            ("POST", "/pipelines/other/runs"),
+        ]:
+            assert problem(client.request(method, f"{API}{path}"), 409)["detail"] == self.STALE
+        assert client.get(f"{API}/pipelines/other/runs").json()["total"] == 0
+        assert client.get(f"{API}/pipelines/retrain-customer-model").status_code == 200
+        assert (
+            client.put(f"{API}/pipelines/other", json=pipeline_spec(name="other")).status_code
+            == 200
+        )
+        assert client.get(f"{API}/pipelines").json()["total"] == 2
+
+    def test_a_queued_run_fails_at_once_with_the_reason(self, client: Any) -> None:
+        assert client.post(f"{API}/pipelines", json=pipeline_spec(name="other")).status_code == 201
+        services = client.app.state.services
+        with unit_of_work(services.factory) as session:
+            pipeline = self.break_spec(session)
+            fire = runs.Fire(kind="manual", reason="manual")
+            run_id = runs.fire(
+                session=session, pipeline=pipeline, fire=fire, dispatch=services.executor.submit
+            ).id
+        run = wait_for_run(client, run_id)
+        assert (run["status"], run["error"]) == ("failed", f"Cannot start: {self.STALE}")
+        assert {step["status"] for step in run["steps"]} == {"skipped"}

@@ -28,6 +28,10 @@ class Conflict(DomainError):
     title = "Conflict"
 
 
+class StoredSpecInvalid(Conflict):
+    """A pipeline's stored spec fails today's validation: an older release accepted it."""
+
+
 class Unauthorized(DomainError):
     """No credential, or one that is wrong or revoked (RFC 9110 section 15.5.2)."""
 

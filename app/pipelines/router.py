@@ -83,7 +83,12 @@ def _audit(session: Session, actor: Actor, action: str, name: str, **detail: obj
     )
 
 
-@router.get("")
+STALE_SPEC: dict[int | str, dict[str, Any]] = {
+    409: {"description": "A stored spec no longer passes validation; the detail names it"}
+}
+
+
+@router.get("", responses=STALE_SPEC)
 def list_pipelines(
     viewer: ViewerDep, session: ReadSessionDep, limit: Limit = 100, offset: Offset = 0
 ) -> Page[PipelineRead]:
@@ -92,7 +97,7 @@ def list_pipelines(
     return Page(items=[_read(p) for p in rows], total=total, limit=limit, offset=offset)
 
 
-@router.get("/{name}")
+@router.get("/{name}", responses=STALE_SPEC)
 def get_pipeline(name: str, viewer: ViewerDep, session: ReadSessionDep) -> PipelineRead:
     """One pipeline and its spec."""
     return _read(service.get(session=session, name=name))
@@ -177,7 +182,7 @@ def resume_pipeline(
     )
 
 
-@router.get("/{name}/schedule")
+@router.get("/{name}/schedule", responses=STALE_SPEC)
 def pipeline_schedule(
     name: str,
     viewer: ViewerDep,
@@ -191,7 +196,7 @@ def pipeline_schedule(
     return ScheduleRead(next_runs=runs, paused=pipeline.paused)
 
 
-@router.get("/{name}/status")
+@router.get("/{name}/status", responses=STALE_SPEC)
 def pipeline_status(name: str, viewer: ViewerDep, session: ReadSessionDep) -> PipelineStatus:
     """Status, last run, error, production version and the active run."""
     return status_of(session=session, pipeline=service.get(session=session, name=name))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.core.errors import Conflict, InvalidSpec, NotFound, field_error
+from app.core.errors import Conflict, InvalidSpec, NotFound, StoredSpecInvalid, field_error
+from app.core.problems import dotted
 from app.core.time import utcnow
 from app.pipelines import masking
 from app.pipelines.models import Pipeline
@@ -62,11 +65,13 @@ def replace(*, session: Session, pipeline: Pipeline, spec: PipelineSpec) -> Pipe
             f"must match the pipeline being replaced ({pipeline.name!r}); renaming is not supported"
         )
         raise InvalidSpec(f"name: {msg}", errors=[field_error("name", msg)])
-    # A spec sent back as GET showed it keeps the stored secrets.
-    spec = masking.restored(spec, spec_of(pipeline))
+    # A spec sent back as GET showed it keeps the stored secrets (a stored spec that no longer
+    # loads keeps none: the new one must say them in full).
+    stored = stored_spec_or_none(pipeline)
+    spec = masking.restored(spec, stored)
     new_spec = spec.model_dump(mode="json")
     if new_spec != pipeline.spec:
-        if _time_trigger_ids(spec) != _time_trigger_ids(spec_of(pipeline)):
+        if stored is None or _time_trigger_ids(spec) != _time_trigger_ids(stored):
             # A changed schedule starts counting now: editing it never fires a run by itself.
             pipeline.schedule_anchor_at = utcnow()
         pipeline.spec = new_spec
@@ -112,8 +117,30 @@ def new_webhook_secret() -> str:
 
 
 def spec_of(pipeline: Pipeline) -> PipelineSpec:
-    """The stored spec as a model (it was validated when stored)."""
-    return PipelineSpec.model_validate(pipeline.spec)
+    """The stored spec as a model; StoredSpecInvalid (409) if it was stored before a rule it
+    breaks existed, with the field and what to do."""
+    return parse_stored(pipeline.name, pipeline.spec)
+
+
+def parse_stored(name: str, document: dict[str, Any]) -> PipelineSpec:
+    """`document` (pipeline `name`'s stored spec) as a model; see spec_of."""
+    try:
+        return PipelineSpec.model_validate(document)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise StoredSpecInvalid(
+            f"Pipeline {name}'s stored spec no longer passes validation "
+            f"({dotted(tuple(first['loc']))}: {first['msg']}); replace it with a valid spec "
+            f"(PUT /api/v1/pipelines/{name}) or delete the pipeline"
+        ) from exc
+
+
+def stored_spec_or_none(pipeline: Pipeline) -> PipelineSpec | None:
+    """The stored spec, or None if it no longer passes validation."""
+    try:
+        return spec_of(pipeline)
+    except StoredSpecInvalid:
+        return None
 
 
 def _shown(name: str) -> str:

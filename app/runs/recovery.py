@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from app.core.db import after_commit, unit_of_work
 from app.core.time import utcnow
 from app.pipelines.models import Pipeline
-from app.pipelines.spec import PipelineSpec
+from app.pipelines.service import stored_spec_or_none
 from app.runs import transitions as t
 from app.runs.env import WorkerEnv
 from app.runs.models import Run
@@ -98,7 +98,9 @@ def _end_lost(session: Session, env: WorkerEnv, runs: Iterable[Run], reason: str
         promoted = t.transition(session, run, t.FAILED, error=reason)
         pipeline = session.get(Pipeline, run.pipeline_id)
         assert pipeline is not None
-        retry = schedule_retry(session, run, PipelineSpec.model_validate(pipeline.spec))
+        # A pipeline whose stored spec no longer loads gets no retry: it would fail to start.
+        spec = stored_spec_or_none(pipeline)
+        retry = schedule_retry(session, run, spec) if spec is not None else None
         if promoted is not None:
             _submit_after_commit(session, env, promoted)
         if retry is not None and retry.slot == "active":

@@ -25,7 +25,7 @@ def _name_of(session: SessionDep, pipeline_id: int) -> str:
 @router.post(
     "/pipelines/{name}/runs",
     status_code=status.HTTP_202_ACCEPTED,
-    responses={409: {"description": "A run is already active (concurrency policy)"}},
+    responses={409: {"description": "A run is already active, or the stored spec no longer loads"}},
 )
 def trigger_run(
     name: str,
@@ -39,6 +39,7 @@ def trigger_run(
 ) -> RunRead:
     """Trigger a run by hand; the same Idempotency-Key always answers with the same run."""
     pipeline = pipelines.get(session=session, name=name)
+    pipelines.spec_of(pipeline)  # one whose stored spec no longer loads: 409 now, no doomed run
     reason = "manual" + (f": {body.reason}" if body and body.reason else "")
     key = f"manual:{idempotency_key}" if idempotency_key else None
     fire = service.Fire(kind="manual", reason=reason, key=key, actor=actor.label)

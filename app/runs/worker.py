@@ -18,10 +18,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, lazyload
 
 from app.core.db import after_commit, read_only_unit, unit_of_work
-from app.core.errors import DomainError
+from app.core.errors import DomainError, StoredSpecInvalid
 from app.core.time import utcnow
+from app.pipelines import service as pipelines
+from app.pipelines.estimators import EstimatorError
 from app.pipelines.models import Pipeline
-from app.pipelines.spec import PipelineSpec
 from app.runs import service as runs
 from app.runs import transitions as t
 from app.runs.env import WorkerEnv
@@ -87,10 +88,15 @@ def _claim(run_id: int, env: WorkerEnv) -> RunState | None:
             not_before = run.not_before
             after_commit(session, lambda: env.executor.submit(run_id, not_before=not_before))
             return None
+        try:
+            spec = pipelines.parse_stored(name, spec_json)
+            kind = estimator_kind(spec, env)
+        except (StoredSpecInvalid, EstimatorError) as exc:
+            _fail_unstartable(session, env, run, f"Cannot start: {exc}")
+            return None
         # Owner and lease first, so the transition's flush writes them in the same UPDATE.
         run.owner, run.heartbeat_at = env.owner, utcnow()
         t.transition(session, run, t.RUNNING)
-        spec = PipelineSpec.model_validate(spec_json)
         pipeline_id, started_at = run.pipeline_id, run.started_at
     assert started_at is not None
     return RunState(
@@ -98,10 +104,19 @@ def _claim(run_id: int, env: WorkerEnv) -> RunState | None:
         pipeline_id=pipeline_id,
         pipeline_name=name,
         spec=spec,
-        kind=estimator_kind(spec, env),
+        kind=kind,
         finalize=_fence(run_id, env),
         interrupt=_interrupt(run_id, env, spec.timeout_s, started_at),
     )
+
+
+def _fail_unstartable(session: Session, env: WorkerEnv, run: Run, reason: str) -> None:
+    """A run whose pipeline no longer loads (its stored spec, or its estimator under today's
+    allow-list) fails at once with the reason, instead of waiting in the queue for ever."""
+    log.warning("run %s: %s", run.id, reason)
+    for step in run.steps:
+        step.status = "skipped"
+    _after_settle(session, env, t.transition(session, run, t.FAILED, error=reason))
 
 
 def _claimable(session: Session, run_id: int) -> tuple[Run, str, dict[str, Any]] | None:
