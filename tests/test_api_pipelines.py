@@ -3,6 +3,7 @@ clear 422s that name the field for every bad spec, with nothing stored."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +17,7 @@ from app.pipelines import service as pipelines
 from app.pipelines.models import Pipeline
 from app.runs import service as runs
 from tests.conftest import TestClient
-from tests.factories import pipeline_spec, wait_for_run
+from tests.factories import churn_frame, pipeline_spec, wait_for_run, write_csv
 
 API = "/api/v1"
 
@@ -361,3 +362,18 @@ class TestStoredSpecThatNoLongerLoads:
         run = wait_for_run(client, run_id)
         assert (run["status"], run["error"]) == ("failed", f"Cannot start: {self.STALE}")
         assert {step["status"] for step in run["steps"]} == {"skipped"}
+
+    def test_a_run_whose_estimator_left_the_allow_list_fails_at_once(
+        self, client: Any, settings: Settings, tmp_path: Path
+    ) -> None:
+        write_csv(tmp_path / "data" / "customers.csv", churn_frame())
+        assert client.post(f"{API}/pipelines", json=pipeline_spec()).status_code == 201
+        narrower = settings.model_copy(update={"allowed_estimators": ["sklearn.tree."]})
+        with TestClient(create_app(narrower)) as restarted:
+            queued = restarted.post(f"{API}/pipelines/retrain-customer-model/runs")
+            run = wait_for_run(restarted, queued.json()["id"])
+        assert (run["status"], run["error"]) == (
+            "failed",
+            "Cannot start: 'sklearn.linear_model.LogisticRegression' is not an allowed estimator"
+            " (allowed: sklearn.tree.*)",
+        )
