@@ -10,9 +10,16 @@ from __future__ import annotations
 
 import re
 
+from app.core.redact import redact_url
+
 SETTING = "MLOPS_HTTP_URL_ALLOW"
 
 
 def allowed(url: str, pattern: str | None) -> bool:
     """True if the service may call `url` under the operator's pattern (None: any URL)."""
     return pattern is None or re.fullmatch(pattern, url) is not None
+
+
+def refusal(url: str) -> str:
+    """Why `url` may not be called, in words (its secrets masked)."""
+    return f"{redact_url(url)} does not match {SETTING}"

@@ -17,7 +17,7 @@ def fetch(url: str, *, timeout_s: float, max_bytes: int, allow: str | None = Non
     `allow`: the operator's MLOPS_HTTP_URL_ALLOW; the URL and every redirect must match it."""
     shown = redact_url(url)
     if not outbound.allowed(url, allow):
-        raise SourceError(f"Data source not allowed: {shown} does not match {outbound.SETTING}")
+        raise SourceError(f"Data source not allowed: {outbound.refusal(url)}")
 
     hops = 0
 

@@ -11,7 +11,6 @@ from pydantic import ValidationError
 from app.core import outbound
 from app.core.errors import InvalidSpec, SourceError, TooLarge, field_error
 from app.core.problems import dotted, summary, validation_errors
-from app.core.redact import redact_url
 from app.core.settings import Settings
 from app.core.untrusted import problems, unreadable
 from app.datasources.files import is_http_url
@@ -131,7 +130,7 @@ def _check_urls(spec: PipelineSpec, allow: str | None) -> None:
         calls.append(("deployment.target.webhook.url", spec.deployment.target.url))
     for field, url in calls:
         if not outbound.allowed(url, allow):
-            raise _invalid(field, f"{redact_url(url)} does not match {outbound.SETTING}")
+            raise _invalid(field, outbound.refusal(url))
 
 
 def _loc(path: tuple[str, ...], document: Any) -> str:

@@ -27,7 +27,7 @@ def _post_webhook(target: WebhookTarget, payload: dict[str, Any], allow: str | N
     # Shown in run errors, the ledger and logs: never with a password or token in it.
     shown = redact_url(target.url)
     if not outbound.allowed(target.url, allow):
-        raise DeploymentFailed(f"Deployment failed: {shown} does not match {outbound.SETTING}")
+        raise DeploymentFailed(f"Deployment failed: {outbound.refusal(target.url)}")
     try:
         response = httpx.post(
             target.url, json=payload, headers=target.headers, timeout=target.timeout_s

@@ -114,8 +114,7 @@ def _fail_unstartable(session: Session, env: WorkerEnv, run: Run, reason: str) -
     """A run whose pipeline no longer loads (its stored spec, or its estimator under today's
     allow-list) fails at once with the reason, instead of waiting in the queue for ever."""
     log.warning("run %s: %s", run.id, reason)
-    for step in run.steps:
-        step.status = "skipped"
+    _skip_pending(run)
     _after_settle(session, env, t.transition(session, run, t.FAILED, error=reason))
 
 
@@ -244,12 +243,17 @@ def _finish(state: RunState, env: WorkerEnv, step_name: str, ending: Ending) -> 
             return  # completed by the promotion's transaction, or reaped by another process
         if ending.status != t.COMPLETED or step_name != "deploy":
             _end_step(session, run.id, step_name, ending.step_status, ending.detail)
-        for step in run.steps:
-            if step.status == "pending":
-                step.status = "skipped"
+        _skip_pending(run)
         promoted = t.transition(session, run, ending.status, error=ending.error)
         retry = runs.schedule_retry(session, run, state.spec) if ending.status == t.FAILED else None
         _after_settle(session, env, promoted, retry)
+
+
+def _skip_pending(run: Run) -> None:
+    """Steps the run never reached are recorded as skipped."""
+    for step in run.steps:
+        if step.status == "pending":
+            step.status = "skipped"
 
 
 def _after_settle(
