@@ -12,30 +12,30 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from app import __version__
+from app.api.deps import Services
+from app.api.keys import router as auth_router
+from app.api.monitoring import router as monitoring_router
+from app.api.ops import router as ops_router
+from app.api.pipelines import router as pipelines_router
+from app.api.registry import router as registry_router
+from app.api.runs import router as runs_router
+from app.api.webhooks import router as webhooks_router
 from app.auth import usage
 from app.auth.bootstrap import bootstrap
 from app.auth.middleware import AuthenticateFirst
-from app.auth.router import router as auth_router
 from app.core.db import make_engine, make_session_factory
 from app.core.limits import BodyLimitMiddleware, Limit, limit_by_path
 from app.core.problems import install_problem_handlers
 from app.core.redact import redact_url_logs
 from app.core.settings import Settings, get_settings
-from app.deps import Services
+from app.execution import recovery
+from app.execution.env import WorkerEnv
 from app.executors.thread import ThreadExecutor
-from app.monitoring.router import router as monitoring_router
 from app.ops.docs import install_docs
-from app.ops.router import router as ops_router
-from app.pipelines.router import router as pipelines_router
 from app.registry.artifacts import LocalArtifactStore
-from app.registry.router import router as registry_router
 from app.registry.serving import ModelCache
-from app.runs import recovery
-from app.runs.env import WorkerEnv
-from app.runs.router import router as runs_router
 from app.scheduler.clock import Clock
 from app.scheduler.service import TimeScheduler
-from app.webhooks.router import router as webhooks_router
 
 log = logging.getLogger(__name__)
 API = "/api/v1"
@@ -65,7 +65,7 @@ def build_services(settings: Settings) -> Services:
 def _execute(run_id: int, env: WorkerEnv) -> None:
     # Imported with the first run: the training stack (scikit-learn, SciPy) costs seconds of
     # start-up and ~100 MB that a scheduler which is only waiting does not need.
-    from app.runs import worker
+    from app.execution import worker
 
     worker.execute(run_id, env)
 

@@ -6,8 +6,8 @@ from alembic import context
 from sqlalchemy import Connection, text
 
 from app.core.db import make_engine
-from app.core.models import Base
 from app.core.settings import get_settings
+from app.tables import Base
 
 # Replicas starting together must not race the migration: one holds this lock, others wait.
 MIGRATION_LOCK_KEY = 7_412_093_551

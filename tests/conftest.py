@@ -17,9 +17,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from app.core import migrate
-from app.core.models import Base
 from app.core.settings import Settings
 from app.main import create_app
+from app.tables import Base
 from tests.server import ADMIN_TOKEN, Server
 
 with warnings.catch_warnings():

@@ -13,7 +13,7 @@ from croniter import croniter  # type: ignore[import-untyped]
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from app.triggers.cron import CronError, CronExpression
+from app.spec.cron import CronError, CronExpression
 
 PARIS = ZoneInfo("Europe/Paris")
 NEW_YORK = ZoneInfo("America/New_York")

@@ -23,7 +23,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-import app.core.models  # noqa: F401  (registers every table on Base.metadata)
+import app.tables  # noqa: F401  (registers every table on Base.metadata)
 from app.core.db import Base, make_engine, make_session_factory
 from app.core.errors import SourceError
 from app.core.settings import Settings
@@ -32,7 +32,7 @@ from app.datasources import stored
 from app.datasources.models import DataBatch
 from app.datasources.service import describe_source, load_frame
 from app.pipelines.models import Pipeline
-from app.pipelines.spec import (
+from app.spec.schema import (
     SKLEARN_DATASETS,
     CsvSource,
     IngestedSource,

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, select
 
-from app.core.models import Base
 from app.core.settings import Settings
+from app.tables import Base
 from tests.factories import pipeline_spec
 
 API = "/api/v1"

@@ -14,7 +14,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect
 
 from app.core import migrate
-from app.core.models import Base
+from app.tables import Base
 from tests.conftest import BACKENDS, create_pg_database, drop_pg_database
 
 

@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_iris
 
-from app.pipelines.spec import PipelineSpec
+from app.execution import fitting, processes, transfer
+from app.execution.processes import Children, ProcessLost
 from app.registry.artifacts import LocalArtifactStore
-from app.runs import fitting, processes, transfer
-from app.runs.processes import Children, ProcessLost
+from app.spec.schema import PipelineSpec
 from app.training.errors import TrainingError
 
 

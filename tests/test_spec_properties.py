@@ -20,7 +20,7 @@ from app.core.errors import InvalidInput, TooLarge
 from app.core.settings import Settings
 from app.pipelines.masking import masked, restored
 from app.pipelines.parsing import decode_body, parse_spec
-from app.pipelines.spec import PipelineSpec
+from app.spec.schema import PipelineSpec
 from tests.factories import pipeline_spec
 
 FIELDS = sorted(PipelineSpec.model_fields)

@@ -25,7 +25,7 @@ from sklearn.metrics import (
 )
 from sklearn.pipeline import Pipeline
 
-from app.pipelines.spec import Evaluation, PipelineSpec
+from app.spec.schema import Evaluation, PipelineSpec
 from app.training.errors import EvaluationError, TrainingError
 from app.training.evaluation import gate, score
 from app.training.fingerprint import fingerprint

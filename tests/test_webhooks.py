@@ -28,7 +28,7 @@ from app.datasources import stored
 from app.datasources.models import DataBatch
 from app.datasources.service import load_frame
 from app.pipelines import service as pipelines
-from app.pipelines.spec import IngestedSource
+from app.spec.schema import IngestedSource
 from app.webhooks.models import WebhookDelivery
 from tests.factories import churn_frame, pipeline_spec, wait_for_run
 from tests.server import Server

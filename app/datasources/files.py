@@ -13,7 +13,7 @@ from app.core.errors import SourceError
 from app.core.settings import Settings
 from app.datasources.messages import first_line, redact_url
 from app.datasources.remote import fetch
-from app.pipelines.spec import CsvSource, ParquetSource
+from app.spec.schema import CsvSource, ParquetSource
 
 FileSource = CsvSource | ParquetSource
 _LABELS = {"csv": "CSV", "parquet": "Parquet"}

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from app.datasources import stored
 from app.datasources.models import DataBatch
 from app.datasources.windows import days_ago, rows_since
-from app.pipelines.spec import Window
+from app.spec.schema import Window
 
 
 def load_ingested(window: Window | None, *, pipeline_id: int, session: Session) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from app.datasources.ingested import load_ingested
 from app.datasources.messages import redact_url
 from app.datasources.sql import load_sql, masked_url
 from app.datasources.windows import apply_window
-from app.pipelines.spec import (
+from app.spec.schema import (
     CsvSource,
     IngestedSource,
     ParquetSource,

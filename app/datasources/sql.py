@@ -15,7 +15,7 @@ from app.core.settings import Settings
 from app.datasources.files import resolve_local_path
 from app.datasources.messages import MASK, first_line
 from app.datasources.sql_policy import source_url
-from app.pipelines.spec import SqlSource
+from app.spec.schema import SqlSource
 
 # Issued first on the connection; other databases rely on the rollback at the end
 # and on the credentials in the URL (give the source a read-only database user).

@@ -12,7 +12,7 @@ from sqlalchemy.exc import ArgumentError
 
 from app.core.errors import SourceError
 from app.core.settings import Settings
-from app.pipelines.spec import SqlSource
+from app.spec.schema import SqlSource
 
 _LOOPBACK = frozenset({"", "localhost", "127.0.0.1", "::1"})
 _DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306, "mssql": 1433}

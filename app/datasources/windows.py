@@ -9,7 +9,7 @@ from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
 from app.core.errors import SourceError
 from app.core.time import utcnow
-from app.pipelines.spec import Window
+from app.spec.schema import Window
 
 _SHOWN_COLUMNS = 20
 

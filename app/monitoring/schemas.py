@@ -5,7 +5,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.core.time import as_utc
-from app.pipelines.spec import METRIC_NAME
+from app.spec.schema import METRIC_NAME
 
 MAX_OBSERVATIONS = 10_000
 

@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Row, func, select
 
 from app.core.db import SessionFactory, read_only_unit
-from app.executors.base import Executor
+from app.execution.env import Executor
 from app.pipelines.models import Pipeline
 from app.registry.models import ModelVersion
 from app.runs.models import Run

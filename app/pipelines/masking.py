@@ -11,7 +11,7 @@ from typing import Any
 
 from app.core.errors import InvalidSpec, field_error
 from app.core.redact import MASK, redact_url
-from app.pipelines.spec import PipelineSpec
+from app.spec.schema import PipelineSpec
 
 # (section, field) pairs that hold a URL, by dotted path in the spec document.
 _URL_FIELDS = (("source", "path"), ("source", "url"), ("deployment.target", "url"))

@@ -15,8 +15,8 @@ from app.core.settings import Settings
 from app.core.untrusted import problems, unreadable
 from app.datasources.files import is_http_url
 from app.datasources.sql_policy import check_query, source_url
-from app.pipelines.estimators import EstimatorError, resolve_estimator
-from app.pipelines.spec import (
+from app.spec.estimators import EstimatorError, resolve_estimator
+from app.spec.schema import (
     CLASSIFICATION_METRICS,
     CsvSource,
     ParquetSource,

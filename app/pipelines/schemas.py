@@ -5,7 +5,7 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel, Field
 
 from app.core.time import Timestamp
-from app.pipelines.spec import PipelineSpec
+from app.spec.schema import PipelineSpec
 
 T = TypeVar("T")
 

@@ -14,9 +14,8 @@ from app.core.problems import dotted
 from app.core.time import utcnow
 from app.pipelines import masking
 from app.pipelines.models import Pipeline
-from app.pipelines.spec import SLUG, PipelineSpec
-from app.runs.models import Run
-from app.triggers.identity import trigger_id
+from app.spec.identity import trigger_id
+from app.spec.schema import SLUG, PipelineSpec
 
 
 def get(*, session: Session, name: str) -> Pipeline:
@@ -81,15 +80,7 @@ def replace(*, session: Session, pipeline: Pipeline, spec: PipelineSpec) -> Pipe
 
 
 def delete(*, session: Session, pipeline: Pipeline) -> None:
-    """Delete a pipeline and its history; refused while a run is queued or running."""
-    active = session.scalars(
-        select(Run.id).where(Run.pipeline_id == pipeline.id, Run.slot.is_not(None))
-    ).first()
-    if active is not None:
-        raise Conflict(
-            f"Pipeline {pipeline.name} has run {active} in progress; cancel it first",
-            extra={"active_run_id": active},
-        )
+    """Delete a pipeline and its history (runs.ensure_idle first: never under an active run)."""
     session.delete(pipeline)
     session.flush()
 

@@ -9,7 +9,7 @@ import httpx
 from app.core import outbound
 from app.core.errors import DeploymentFailed
 from app.core.redact import redact_url
-from app.pipelines.spec import BuiltinTarget, WebhookTarget
+from app.spec.schema import BuiltinTarget, WebhookTarget
 
 
 def deploy(

@@ -18,13 +18,13 @@ from app.core.faults import crash_point
 from app.core.time import utcnow
 from app.pipelines import service as pipelines
 from app.pipelines.models import Pipeline
-from app.pipelines.spec import BuiltinTarget, WebhookTarget
 from app.registry import service as registry
 from app.registry.deploy import deploy
 from app.registry.models import ModelVersion, Promotion
 from app.registry.schemas import PromotionRead
 from app.runs import transitions as t
 from app.runs.models import Run
+from app.spec.schema import BuiltinTarget, WebhookTarget
 
 Fence = Callable[[Session], None]
 

@@ -33,7 +33,7 @@ class Run(Base):
     actor: Mapped[str] = mapped_column(String(128), default="system")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     not_before: Mapped[datetime | None]
-    # Which of the spec's triggers fired it (app.triggers.identity.trigger_id), and for time
+    # Which of the spec's triggers fired it (app.spec.identity.trigger_id), and for time
     # triggers the tick it fired for; None for manual runs.
     trigger_id: Mapped[str | None] = mapped_column(String(16))
     scheduled_for: Mapped[datetime | None]

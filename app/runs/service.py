@@ -17,10 +17,10 @@ from app.core.faults import crash_point
 from app.core.time import utcnow
 from app.pipelines.models import Pipeline
 from app.pipelines.service import spec_of
-from app.pipelines.spec import PipelineSpec
 from app.runs import transitions as t
 from app.runs.models import Run, RunStep
 from app.runs.schemas import RunRead, StepRead, TriggerRead
+from app.spec.schema import PipelineSpec
 
 STEPS = ("load_data", "validate", "train", "evaluate", "deploy")
 Dispatch = Callable[[int], None]
@@ -140,6 +140,18 @@ def cancel(*, session: Session, run: Run, dispatch: Dispatch) -> Run:
         after_commit(session, lambda: dispatch(promoted))
     session.flush()
     return run
+
+
+def ensure_idle(*, session: Session, pipeline: Pipeline) -> None:
+    """Conflict if the pipeline has a run queued or running (deleting it must wait)."""
+    active = session.scalars(
+        select(Run.id).where(Run.pipeline_id == pipeline.id, Run.slot.is_not(None))
+    ).first()
+    if active is not None:
+        raise Conflict(
+            f"Pipeline {pipeline.name} has run {active} in progress; cancel it first",
+            extra={"active_run_id": active},
+        )
 
 
 def active_run_id(*, session: Session, pipeline_id: int) -> int | None:

@@ -21,12 +21,12 @@ from app.core.db import SessionFactory, unit_of_work
 from app.core.time import as_utc, utcnow
 from app.pipelines.models import Pipeline
 from app.pipelines.service import spec_of
-from app.pipelines.spec import PipelineSpec
 from app.runs import service as runs
 from app.runs.models import Run
 from app.scheduler.clock import TICKS_POOL, Clock
+from app.spec.identity import schedule_key, trigger_id
+from app.spec.schema import PipelineSpec
 from app.triggers import firing
-from app.triggers.identity import schedule_key, trigger_id
 from app.triggers.schedule import TimeTrigger, misfire, schedule_of, ticks_between, time_triggers
 
 log = logging.getLogger(__name__)

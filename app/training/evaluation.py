@@ -19,8 +19,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from app.pipelines.estimators import EstimatorKind
-from app.pipelines.spec import CLASSIFICATION_METRICS, REGRESSION_METRICS, Evaluation
+from app.spec.estimators import EstimatorKind
+from app.spec.schema import CLASSIFICATION_METRICS, REGRESSION_METRICS, Evaluation
 from app.training.errors import EvaluationError
 
 # Scores are floats; a tie or an improvement of exactly min_improvement must not fail on

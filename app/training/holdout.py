@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from app.pipelines.estimators import EstimatorKind
-from app.pipelines.spec import PipelineSpec
+from app.spec.estimators import EstimatorKind
+from app.spec.schema import PipelineSpec
 from app.training.fingerprint import RowHashes, row_hashes
 from app.training.trainer import feature_columns
 

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from app.pipelines.estimators import EstimatorError, resolve_estimator
-from app.pipelines.spec import PipelineSpec
+from app.spec.estimators import EstimatorError, resolve_estimator
+from app.spec.schema import PipelineSpec
 from app.training.errors import TrainingError
 from app.training.preprocessing import build_preprocessor
 
@@ -40,7 +40,7 @@ def train(
 ) -> TrainedModel:
     """Fit preprocessing plus the spec's estimator on the train split.
 
-    Runs in a training process (app.runs.processes): it takes only what the fit needs, since
+    Runs in a training process (app.execution.processes): it takes only what the fit needs, since
     each argument crosses a pipe."""
     try:
         resolved = resolve_estimator(spec.model.estimator, allowed_prefixes)

@@ -10,8 +10,8 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from app.pipelines.estimators import EstimatorKind
-from app.pipelines.spec import PipelineSpec
+from app.spec.estimators import EstimatorKind
+from app.spec.schema import PipelineSpec
 from app.training.trainer import feature_columns
 
 FAILED = "Data validation failed: "

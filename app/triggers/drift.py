@@ -23,18 +23,17 @@ from sqlalchemy.orm import Session
 from app.core.time import as_utc
 from app.datasources import stored
 from app.datasources.models import DataBatch
-from app.monitoring import hysteresis
 from app.pipelines.models import Pipeline
 from app.pipelines.service import spec_of
-from app.pipelines.spec import DriftTrigger
 from app.registry import service as registry
 from app.registry.models import ModelVersion
 from app.runs import service as runs
 from app.runs import transitions as t
 from app.runs.models import Run
+from app.spec.identity import event_key, triggers_of
+from app.spec.schema import DriftTrigger
 from app.training.reference import OTHER, bin_fractions, category_values, cut_points, numeric_values
-from app.triggers import firing
-from app.triggers.identity import event_key, triggers_of
+from app.triggers import firing, hysteresis
 
 # Floor for bin fractions in PSI: a bin empty on one side would make ln(a/e) infinite. With
 # the floor an emptied bin adds a large but finite term (0.1 * ln(0.1/1e-4) ~ 0.69 for a

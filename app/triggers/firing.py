@@ -24,7 +24,7 @@ from app.pipelines.service import spec_of
 from app.runs import service as runs
 from app.runs import transitions as t
 from app.runs.models import Run
-from app.triggers.identity import trigger_id_of_key
+from app.spec.identity import trigger_id_of_key
 
 
 def fire_automatic(

@@ -16,16 +16,15 @@ from datetime import timedelta
 from sqlalchemy.orm import Session
 
 from app.core.time import utcnow
-from app.monitoring import hysteresis
 from app.monitoring import service as monitoring
 from app.monitoring.service import WindowStats
 from app.pipelines.models import Pipeline
 from app.pipelines.service import spec_of
-from app.pipelines.spec import MetricTrigger
 from app.runs import service as runs
 from app.runs import transitions as t
-from app.triggers import firing
-from app.triggers.identity import event_key, trigger_id, triggers_of
+from app.spec.identity import event_key, trigger_id, triggers_of
+from app.spec.schema import MetricTrigger
+from app.triggers import firing, hysteresis
 
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
     "<": operator.lt,

@@ -16,12 +16,12 @@ from sqlalchemy.orm import Session
 from app.datasources.models import DataBatch
 from app.pipelines.models import Pipeline
 from app.pipelines.service import spec_of
-from app.pipelines.spec import NewDataTrigger
 from app.runs import transitions as t
 from app.runs.models import Run
 from app.runs.service import Dispatch, Fire
+from app.spec.identity import event_key, triggers_of
+from app.spec.schema import NewDataTrigger
 from app.triggers.firing import fire_automatic
-from app.triggers.identity import event_key, triggers_of
 
 
 def check_after_ingest(session: Session, pipeline: Pipeline, dispatch: Dispatch) -> list[int]:

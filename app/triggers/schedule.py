@@ -10,8 +10,8 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from app.core.time import as_utc
-from app.pipelines.spec import CronTrigger, IntervalTrigger, PipelineSpec
-from app.triggers.cron import CronExpression, parse_cron
+from app.spec.cron import CronExpression, parse_cron
+from app.spec.schema import CronTrigger, IntervalTrigger, PipelineSpec
 
 TimeTrigger = CronTrigger | IntervalTrigger
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from app.core.errors import field_error
-from app.pipelines.spec import PipelineSpec
+from app.spec.schema import PipelineSpec
 from app.webhooks.bodies import RawBatch, invalid
 from app.webhooks.values import MAX_ERRORS
 

@@ -7,10 +7,10 @@ from fastapi import APIRouter, Body
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 
+from app.api.deps import OperatorDep, ReadSessionDep, Services, ServicesDep, ViewerDep
 from app.auth.roles import Actor
 from app.core.db import read_only_unit
 from app.core.errors import InvalidInput, NotFound, field_error
-from app.deps import OperatorDep, ReadSessionDep, Services, ServicesDep, ViewerDep
 from app.pipelines import service as pipelines
 from app.registry import promotion, service
 from app.registry.schemas import (

@@ -5,7 +5,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 
-from app.deps import AdminDep, ServicesDep, SessionDep, audited
+from app.api.deps import AdminDep, ServicesDep, SessionDep, audited
 from app.pipelines import service as pipelines
 from app.webhooks import service
 from app.webhooks.errors import PayloadTooLarge

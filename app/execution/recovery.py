@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session
 
 from app.core.db import after_commit, unit_of_work
 from app.core.time import utcnow
+from app.execution.env import WorkerEnv
 from app.pipelines.models import Pipeline
 from app.pipelines.service import stored_spec_or_none
 from app.runs import transitions as t
-from app.runs.env import WorkerEnv
 from app.runs.models import Run
 from app.runs.service import schedule_retry
 

@@ -20,15 +20,15 @@ from sqlalchemy.orm import Session, lazyload
 from app.core.db import after_commit, read_only_unit, unit_of_work
 from app.core.errors import DomainError, StoredSpecInvalid
 from app.core.time import utcnow
+from app.execution.env import WorkerEnv
+from app.execution.outcomes import AwaitApproval, Rejected, StepOutcome, Stopped
+from app.execution.steps import STEPS, RunState, estimator_kind
 from app.pipelines import service as pipelines
-from app.pipelines.estimators import EstimatorError
 from app.pipelines.models import Pipeline
 from app.runs import service as runs
 from app.runs import transitions as t
-from app.runs.env import WorkerEnv
 from app.runs.models import Run, RunStep
-from app.runs.outcomes import AwaitApproval, Rejected, StepOutcome, Stopped
-from app.runs.steps import STEPS, RunState, estimator_kind
+from app.spec.estimators import EstimatorError
 from app.training.errors import EvaluationError, TrainingError
 
 log = logging.getLogger(__name__)

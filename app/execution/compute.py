@@ -2,7 +2,7 @@
 
 Responsible for: the CPU-bound parts of runs that stay in the service's process (reading data,
 validating, splitting, scoring, hashing and profiling); fits and artifacts go to training
-processes (app.runs.processes). This work shares the process with the clock, the claims and
+processes (app.execution.processes). This work shares the process with the clock, the claims and
 the API; raising these threads' nice value (per thread on Linux) lets the scheduler run the
 short control-plane work first, and runs still get every idle cycle.
 

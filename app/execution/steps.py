@@ -19,16 +19,16 @@ from app.auth.roles import SYSTEM
 from app.core.db import read_only_unit, unit_of_work
 from app.core.faults import crash_point
 from app.datasources.service import describe_source, load_frame
-from app.pipelines.estimators import EstimatorKind, resolve_estimator
-from app.pipelines.spec import PipelineSpec
+from app.execution import compute, fitting, processes
+from app.execution.env import WorkerEnv
+from app.execution.outcomes import AwaitApproval, Failed, Rejected, Stopped
 from app.registry import promotion
 from app.registry import service as registry
 from app.registry.artifacts import StoredArtifact
 from app.registry.serving import LoadedModel
-from app.runs import compute, fitting, processes
-from app.runs.env import WorkerEnv
 from app.runs.models import Run
-from app.runs.outcomes import AwaitApproval, Failed, Rejected, Stopped
+from app.spec.estimators import EstimatorKind, resolve_estimator
+from app.spec.schema import PipelineSpec
 from app.training.evaluation import gate, score
 from app.training.fingerprint import DataFingerprint, RowHashes, fingerprint, row_hashes
 from app.training.holdout import Holdout, split_holdout

@@ -22,10 +22,10 @@ from app.auth.usage import KeyUsage
 from app.core.db import SessionFactory, read_only_unit, unit_of_work
 from app.core.errors import Forbidden
 from app.core.settings import Settings
+from app.execution.env import WorkerEnv
 from app.executors.thread import ThreadExecutor
 from app.registry.artifacts import LocalArtifactStore
 from app.registry.serving import ModelCache
-from app.runs.env import WorkerEnv
 from app.scheduler.clock import Clock
 from app.scheduler.service import TimeScheduler
 

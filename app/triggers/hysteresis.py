@@ -16,11 +16,11 @@ from sqlalchemy.orm import Session
 
 from app.core.time import as_utc, utcnow
 from app.pipelines.models import Pipeline
-from app.pipelines.spec import DriftTrigger, MetricTrigger
 from app.runs import service as runs
 from app.runs import transitions as t
 from app.runs.models import Run
-from app.triggers.identity import trigger_id
+from app.spec.identity import trigger_id
+from app.spec.schema import DriftTrigger, MetricTrigger
 
 
 def refusal(

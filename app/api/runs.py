@@ -4,10 +4,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Header, Query, status
 
+from app.api.deps import OperatorDep, ReadSessionDep, ServicesDep, SessionDep, ViewerDep
 from app.auth import audit
 from app.core.db import MAX_OFFSET
 from app.core.untrusted import PRINTABLE_ASCII
-from app.deps import OperatorDep, ReadSessionDep, ServicesDep, SessionDep, ViewerDep
 from app.pipelines import service as pipelines
 from app.pipelines.models import Pipeline
 from app.pipelines.schemas import Page

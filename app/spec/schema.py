@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.core.untrusted import HTTP_URL, IDENTIFIER
-from app.triggers.cron import parse_cron
+from app.spec.cron import parse_cron
 
 SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")  # whole string: use fullmatch
 CLASSIFICATION_METRICS = ("accuracy", "f1", "roc_auc", "precision", "recall")

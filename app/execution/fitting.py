@@ -4,7 +4,7 @@ Both stay out of the service's process: for a 40-tree random forest the fit take
 and serialising it with skops another second and a half, all of it holding an interpreter
 lock that the control plane would otherwise wait for.
 
-They are two calls to the same child (app.runs.processes.reserved): the fitted model comes
+They are two calls to the same child (app.execution.processes.reserved): the fitted model comes
 back first, so that the service scores it on the holdout while the child writes the artifact.
 """
 
@@ -20,8 +20,8 @@ from pathlib import Path
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from app.pipelines.spec import PipelineSpec
 from app.registry.artifacts import LocalArtifactStore, StoredArtifact
+from app.spec.schema import PipelineSpec
 from app.training.errors import TrainingError
 from app.training.trainer import TrainedModel, train
 

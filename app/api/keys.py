@@ -4,11 +4,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 
+from app.api.deps import AdminDep, ReadSessionDep, SessionDep
 from app.auth import audit, service
 from app.auth.schemas import AuditRead, KeyCreate, KeyCreated, KeyRead
 from app.core.db import MAX_ID, MAX_OFFSET
 from app.core.untrusted import IDENTIFIER
-from app.deps import AdminDep, ReadSessionDep, SessionDep
 from app.pipelines.schemas import Page
 
 router = APIRouter(tags=["security"])

@@ -5,11 +5,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 from sqlalchemy.orm import Session
 
+from app.api.deps import AdminDep, OperatorDep, ReadSessionDep, ServicesDep, SessionDep, ViewerDep
 from app.auth import audit
 from app.auth.roles import Actor
 from app.core.db import MAX_OFFSET, after_commit
 from app.core.time import utcnow
-from app.deps import AdminDep, OperatorDep, ReadSessionDep, ServicesDep, SessionDep, ViewerDep
 from app.pipelines import masking, service
 from app.pipelines.models import Pipeline
 from app.pipelines.parsing import decode_body, parse_spec
@@ -20,8 +20,9 @@ from app.pipelines.schemas import (
     PipelineStatus,
     ScheduleRead,
 )
-from app.pipelines.spec import PipelineSpec
-from app.pipelines.status import status_of
+from app.runs import service as runs
+from app.spec.schema import PipelineSpec
+from app.status.service import status_of
 from app.triggers.schedule import next_runs
 
 router = APIRouter(prefix="/pipelines", tags=["pipelines"])
@@ -150,7 +151,9 @@ def spec_name_must_match(name: str, spec: PipelineSpec) -> None:
 def delete_pipeline(name: str, actor: AdminDep, session: SessionDep, services: ServicesDep) -> None:
     """Delete a pipeline with its runs, versions and ledger (refused while a run is active)."""
     after_commit(session, services.scheduler.nudge)
-    service.delete(session=session, pipeline=service.get(session=session, name=name))
+    pipeline = service.get(session=session, name=name)
+    runs.ensure_idle(session=session, pipeline=pipeline)
+    service.delete(session=session, pipeline=pipeline)
     _audit(session, actor, "pipeline.delete", name)
 
 
@@ -192,8 +195,8 @@ def pipeline_schedule(
     """The next fire times of the pipeline's cron and interval triggers."""
     pipeline = service.get(session=session, name=name)
     spec = service.spec_of(pipeline)
-    runs = next_runs(spec, pipeline.schedule_anchor_at, utcnow(), count)
-    return ScheduleRead(next_runs=runs, paused=pipeline.paused)
+    upcoming = next_runs(spec, pipeline.schedule_anchor_at, utcnow(), count)
+    return ScheduleRead(next_runs=upcoming, paused=pipeline.paused)
 
 
 @router.get("/{name}/status", responses=STALE_SPEC)

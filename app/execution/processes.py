@@ -33,7 +33,7 @@ from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
-from app.runs import transfer
+from app.execution import transfer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,8 +48,8 @@ StopCheck = Callable[[], Exception | None]
 PRELOAD = [
     "__main__",
     "app.cli.main",
-    "app.runs.processes",
-    "app.runs.fitting",
+    "app.execution.processes",
+    "app.execution.fitting",
 ]
 _CONTEXT: ForkServerContext | SpawnContext
 if "forkserver" in multiprocessing.get_all_start_methods():

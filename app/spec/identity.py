@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 
 from app.core.time import as_utc
-from app.pipelines.spec import PipelineSpec, Trigger
+from app.spec.schema import PipelineSpec, Trigger
 
 
 def trigger_id(trigger: Trigger) -> str:

@@ -4,8 +4,8 @@ from fastapi import APIRouter, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
+from app.api.deps import OperatorDep, Services, ServicesDep, SessionDep
 from app.auth.roles import Actor
-from app.deps import OperatorDep, Services, ServicesDep, SessionDep
 from app.monitoring import service
 from app.monitoring.schemas import MetricEvaluationRead, ObservationsAccepted, ObservationsPost
 from app.pipelines import service as pipelines

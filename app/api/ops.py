@@ -5,9 +5,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 from sqlalchemy import text
 
+from app.api.deps import ServicesDep, ViewerDep
 from app.core.db import READ_ONLY
 from app.core.errors import DomainError
-from app.deps import ServicesDep, ViewerDep
 from app.ops.metrics import DatabaseCollector
 
 router = APIRouter(tags=["operations"])

@@ -1,0 +1,1 @@
+"""The HTTP API: routers and the dependency wiring they share."""

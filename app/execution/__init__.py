@@ -1,0 +1,1 @@
+"""Executing a run: claim, the five steps, training processes, leases and recovery."""

@@ -1,0 +1,1 @@
+"""The pipeline spec language: its schema, cron expressions, estimators and trigger ids."""

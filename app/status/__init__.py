@@ -1,0 +1,1 @@
+"""Read models that combine domains: a pipeline's status at a glance."""
