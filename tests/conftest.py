@@ -26,6 +26,9 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient as _TestClient
 
+# The Playwright fixtures (browser, context, page) for the tests that use a real browser.
+pytest_plugins = ["tests.browser"]
+
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 

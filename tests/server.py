@@ -29,8 +29,16 @@ class Server:
     its bootstrap key (in `$MLOPS_DATA_DIR/admin-token`) as a first start does.
     """
 
-    def __init__(self, workdir: Path, database_url: str | None = None, **env: str) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        database_url: str | None = None,
+        *,
+        args: tuple[str, ...] = (),
+        **env: str,
+    ) -> None:
         self.workdir = workdir
+        self.args = args
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -45,7 +53,15 @@ class Server:
         self.log = workdir / "server.log"
 
     def start(self, timeout: float = 60) -> Server:
-        command = [sys.executable, "-m", "app.cli.main", "serve", "--port", str(self.port)]
+        command = [
+            sys.executable,
+            "-m",
+            "app.cli.main",
+            "serve",
+            "--port",
+            str(self.port),
+            *self.args,
+        ]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 command, cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT

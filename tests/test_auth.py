@@ -41,6 +41,7 @@ WRONG = [
 # Open without a key: liveness, readiness, the docs, and the new-data webhook, whose
 # per-pipeline HMAC signature is its credential.
 OPEN = {
+    ("GET", "/"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/openapi.json"),

@@ -170,3 +170,10 @@ class TestCiEntryPoint:
         text = self.script.read_text()
         assert "pg_isready -h 127.0.0.1 -p 5432" in text
         assert "pg_ctlcluster --skip-systemctl-redirect" in text
+
+    def test_installs_chromium_for_the_browser_tests_when_missing(self) -> None:
+        text = self.script.read_text()
+        assert "[[ ! -x /usr/bin/chromium ]]" in text
+        assert "apt-get install -y -qq chromium" in text
+        lines = [line.strip() for line in text.splitlines()]
+        assert lines.index("apt-get update -qq") < lines.index("make test")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 from sqlalchemy import text
@@ -16,6 +17,13 @@ router = APIRouter(tags=["operations"])
 class NotReady(DomainError):
     status_code = 503
     title = "Not ready"
+
+
+@router.get("/", include_in_schema=False)
+def root(request: Request) -> RedirectResponse:
+    """The dashboard is the front page."""
+    root_path = str(request.scope.get("root_path", "")).rstrip("/")
+    return RedirectResponse(f"{root_path}/ui", status_code=307)
 
 
 @router.get("/healthz")

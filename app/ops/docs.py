@@ -1,4 +1,5 @@
-"""Swagger UI served from the installed swagger-ui-bundle, so /docs works with no internet."""
+"""Swagger UI 5 (reads OpenAPI 3.1) served from files vendored in this package, so /docs works
+with no internet. scripts/vendor_swagger_ui.sh refreshes them from npm's swagger-ui-dist."""
 
 from pathlib import Path
 from typing import Any
@@ -7,15 +8,18 @@ from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
 
 STATIC_PATH = "/static/swagger-ui"
 DOCS_PATH = "/docs"
 OAUTH2_REDIRECT_PATH = "/docs/oauth2-redirect"
+ASSETS = Path(__file__).parent / "swagger_ui"
 
 # Swagger UI otherwise sends the spec to validator.swagger.io and shows the verdict as a badge:
 # a request off the machine, and a leak of the API's description.
 _OFFLINE_PARAMETERS: dict[str, Any] = {"validatorUrl": None}
+# The key typed into "Authorize" survives a reload of the page (kept in the browser's
+# localStorage, which only this origin's pages can read).
+_DEFAULT_PARAMETERS: dict[str, Any] = {"persistAuthorization": True}
 
 
 def install_docs(app: FastAPI) -> None:
@@ -25,10 +29,10 @@ def install_docs(app: FastAPI) -> None:
         return
     app.mount(
         STATIC_PATH,
-        StaticFiles(directory=Path(str(swagger_ui_path))),
+        StaticFiles(directory=ASSETS),
         name="swagger-ui",
     )
-    parameters = {**(app.swagger_ui_parameters or {}), **_OFFLINE_PARAMETERS}
+    parameters = {**_DEFAULT_PARAMETERS, **(app.swagger_ui_parameters or {}), **_OFFLINE_PARAMETERS}
 
     @app.get(DOCS_PATH, include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
