@@ -36,6 +36,7 @@ from app.registry.artifacts import LocalArtifactStore
 from app.registry.serving import ModelCache
 from app.scheduler.clock import Clock
 from app.scheduler.service import TimeScheduler
+from app.ui.install import install_ui
 
 log = logging.getLogger(__name__)
 API = "/api/v1"
@@ -150,6 +151,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AuthenticateFirst, protected=f"{API}/", open_paths=WEBHOOK_PATH)
     redact_url_logs()
     install_docs(app)
+    install_ui(app, services.settings)
     app.include_router(ops_router)
     app.include_router(pipelines_router, prefix=API)
     app.include_router(runs_router, prefix=API)

@@ -1,6 +1,6 @@
 """Imports every domain's models so the metadata is complete (Alembic, tests)."""
 
-from app.auth.models import ApiKey, AuditEntry
+from app.auth.models import ApiKey, AuditEntry, DashboardSession
 from app.core.db import Base
 from app.datasources.models import DataBatch
 from app.monitoring.models import MetricObservation
@@ -13,6 +13,7 @@ __all__ = [
     "ApiKey",
     "AuditEntry",
     "Base",
+    "DashboardSession",
     "DataBatch",
     "MetricObservation",
     "ModelVersion",

@@ -162,10 +162,10 @@ def pause_pipeline(
     name: str, actor: OperatorDep, session: SessionDep, services: ServicesDep
 ) -> PipelineRead:
     """Stop the pipeline's triggers from firing."""
-    after_commit(session, services.scheduler.nudge)
-    pipeline = service.get(session=session, name=name)
-    _audit(session, actor, "pipeline.pause", name, was_paused=pipeline.paused)
-    return _read(service.set_paused(session=session, pipeline=pipeline, paused=True))
+    pipeline = service.pause_or_resume(
+        session=session, name=name, actor=actor, paused=True, nudge=services.scheduler.nudge
+    )
+    return _read(pipeline)
 
 
 @router.post("/{name}/resume")
@@ -177,12 +177,15 @@ def resume_pipeline(
     replay: Annotated[bool, Query(description="Apply the misfire policy to paused ticks")] = False,
 ) -> PipelineRead:
     """Let the pipeline's triggers fire again (the paused period is not replayed)."""
-    after_commit(session, services.scheduler.nudge)
-    pipeline = service.get(session=session, name=name)
-    _audit(session, actor, "pipeline.resume", name, was_paused=pipeline.paused, replay=replay)
-    return _read(
-        service.set_paused(session=session, pipeline=pipeline, paused=False, replay=replay)
+    pipeline = service.pause_or_resume(
+        session=session,
+        name=name,
+        actor=actor,
+        paused=False,
+        nudge=services.scheduler.nudge,
+        replay=replay,
     )
+    return _read(pipeline)
 
 
 @router.get("/{name}/schedule", responses=STALE_SPEC)

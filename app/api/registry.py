@@ -63,14 +63,7 @@ def get_artifact(
 
 
 def _request(services: Services, actor: Actor, reason: str) -> promotion.Request:
-    settings = services.settings
-    return promotion.Request(
-        actor=actor,
-        reason=reason,
-        evidence={},
-        public_url=settings.public_url,
-        url_allow=settings.http_url_allow,
-    )
+    return promotion.manual_request(settings=services.settings, actor=actor, reason=reason)
 
 
 @router.post(

@@ -5,7 +5,6 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Header, Query, status
 
 from app.api.deps import OperatorDep, ReadSessionDep, ServicesDep, SessionDep, ViewerDep
-from app.auth import audit
 from app.core.db import MAX_OFFSET
 from app.core.untrusted import PRINTABLE_ASCII
 from app.pipelines import service as pipelines
@@ -39,19 +38,13 @@ def trigger_run(
 ) -> RunRead:
     """Trigger a run by hand; the same Idempotency-Key always answers with the same run."""
     pipeline = pipelines.get(session=session, name=name)
-    pipelines.spec_of(pipeline)  # one whose stored spec no longer loads: 409 now, no doomed run
-    reason = "manual" + (f": {body.reason}" if body and body.reason else "")
-    key = f"manual:{idempotency_key}" if idempotency_key else None
-    fire = service.Fire(kind="manual", reason=reason, key=key, actor=actor.label)
-    run = service.fire(
-        session=session, pipeline=pipeline, fire=fire, dispatch=services.executor.submit
-    )
-    audit.record(
+    run = service.trigger_manual(
         session=session,
+        pipeline=pipeline,
         actor=actor,
-        action="run.trigger",
-        target=f"pipelines/{pipeline.name}",
-        detail={"run_id": run.id, "reason": reason},
+        reason=body.reason if body else None,
+        idempotency_key=idempotency_key,
+        dispatch=services.executor.submit,
     )
     return service.to_read(run, pipeline.name)
 
@@ -83,7 +76,7 @@ def cancel_run(
     run_id: int, actor: OperatorDep, session: SessionDep, services: ServicesDep
 ) -> RunRead:
     """Cancel: a queued run at once; a running run stops at its next step boundary."""
-    run = service.get(session=session, run_id=run_id)
-    run = service.cancel(session=session, run=run, dispatch=services.executor.submit)
-    audit.record(session=session, actor=actor, action="run.cancel", target=f"runs/{run.id}")
+    run = service.cancel_by(
+        session=session, run_id=run_id, actor=actor, dispatch=services.executor.submit
+    )
     return service.to_read(run, _name_of(session, run.pipeline_id))

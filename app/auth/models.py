@@ -42,3 +42,21 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64), index=True)
     target: Mapped[str] = mapped_column(String(255))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class DashboardSession(Base):
+    """A login to the web dashboard: its cookie names it by a random token (kept as a hash);
+    it ends at `expires_at`, at logout, or when its key is revoked."""
+
+    __tablename__ = "dashboard_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # Who logged in: an API key (no foreign key, as in the audit log), the admin token
+    # (`token_tag`: a digest of the token it was opened with), or anyone (auth disabled).
+    who: Mapped[str] = mapped_column(String(16))
+    key_id: Mapped[int | None]
+    token_tag: Mapped[str] = mapped_column(String(16), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    ended_at: Mapped[datetime | None]

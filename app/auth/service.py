@@ -96,6 +96,17 @@ def revoke(*, session: Session, row: ApiKey, by: Actor) -> bool:
     return True
 
 
+def actor_of_key(*, session: Session, key_id: int) -> Actor:
+    """The actor of live key `key_id` (the dashboard's session names its key by id);
+    Unauthorized once the key is revoked or gone."""
+    row = session.get(ApiKey, key_id)
+    if row is None:
+        raise Unauthorized(f"API key {key_id} does not exist", invalid=True)
+    if row.revoked_at is not None:
+        raise Unauthorized(f"API key {row.id} ({row.name}) was revoked", invalid=True)
+    return Actor(row.name, Role(row.role), row.id)
+
+
 def _active_admins(session: Session) -> list[int]:
     # Locked, so two admins revoking each other at once cannot both succeed.
     query = select(ApiKey.id).where(ApiKey.role == Role.admin, ApiKey.revoked_at.is_(None))

@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     sql_connections: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     sql_url_allow: str | None = None
     http_url_allow: str | None = None
+    # The dashboard: how long a login lasts, and the key its session cookies are signed with
+    # (default: a random one kept in the data dir; set it when replicas share users).
+    ui_session_s: float = Field(default=8 * 3600.0, gt=0)
+    ui_secret: SecretStr | None = None
 
     @field_validator("source_dirs", mode="before")
     @classmethod

@@ -112,3 +112,16 @@ def _window_query(*, by_time: bool, versioned: bool) -> Select[tuple[Any, ...]]:
         func.max(w.c.id),
         latest,
     )
+
+
+def recent(
+    *, session: Session, pipeline_id: int, metric: str, limit: int
+) -> list[MetricObservation]:
+    """The newest `limit` observations of `metric`, oldest first (for a chart)."""
+    rows = session.scalars(
+        select(MetricObservation)
+        .where(MetricObservation.pipeline_id == pipeline_id, MetricObservation.metric == metric)
+        .order_by(MetricObservation.id.desc())
+        .limit(limit)
+    )
+    return list(reversed(list(rows)))

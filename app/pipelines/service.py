@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 from sqlalchemy.orm import Session
 
+from app.auth import audit
+from app.auth.roles import Actor
+from app.core.db import after_commit
 from app.core.errors import Conflict, InvalidSpec, NotFound, StoredSpecInvalid, field_error
 from app.core.problems import dotted
 from app.core.time import utcnow
@@ -35,10 +39,16 @@ def find(*, session: Session, name: str) -> Pipeline | None:
     return session.scalars(select(Pipeline).where(Pipeline.name == name)).one_or_none()
 
 
-def list_page(*, session: Session, limit: int, offset: int) -> tuple[list[Pipeline], int]:
-    """Pipelines by name, one page, and the total count."""
-    total = session.scalar(select(func.count()).select_from(Pipeline)) or 0
-    rows = session.scalars(select(Pipeline).order_by(Pipeline.name).limit(limit).offset(offset))
+def list_page(
+    *, session: Session, limit: int, offset: int, name_contains: str = ""
+) -> tuple[list[Pipeline], int]:
+    """Pipelines by name (those whose name contains `name_contains`), one page, and the total
+    count."""
+    where = Pipeline.name.contains(name_contains, autoescape=True) if name_contains else true()
+    total = session.scalar(select(func.count()).select_from(Pipeline).where(where)) or 0
+    rows = session.scalars(
+        select(Pipeline).where(where).order_by(Pipeline.name).limit(limit).offset(offset)
+    )
     return list(rows), total
 
 
@@ -100,6 +110,28 @@ def set_paused(
         _touch(pipeline)
         session.flush()
     return pipeline
+
+
+def pause_or_resume(
+    *,
+    session: Session,
+    name: str,
+    actor: Actor,
+    paused: bool,
+    nudge: Callable[[], None],
+    replay: bool = False,
+) -> Pipeline:
+    """set_paused on `actor`'s behalf, audited; `nudge` tells the scheduler once committed."""
+    after_commit(session, nudge)
+    pipeline = get(session=session, name=name)
+    detail: dict[str, Any] = {"was_paused": pipeline.paused}
+    if not paused:
+        detail["replay"] = replay
+    action = "pipeline.pause" if paused else "pipeline.resume"
+    audit.record(
+        session=session, actor=actor, action=action, target=f"pipelines/{name}", detail=detail
+    )
+    return set_paused(session=session, pipeline=pipeline, paused=paused, replay=replay)
 
 
 def new_webhook_secret() -> str:

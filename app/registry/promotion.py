@@ -15,6 +15,7 @@ from app.auth.roles import Actor
 from app.core.db import SessionFactory, read_only_unit, unit_of_work
 from app.core.errors import Conflict
 from app.core.faults import crash_point
+from app.core.settings import Settings
 from app.core.time import utcnow
 from app.pipelines import service as pipelines
 from app.pipelines.models import Pipeline
@@ -49,6 +50,17 @@ class Request:
     evidence: dict[str, Any]
     public_url: str
     url_allow: str | None = None  # MLOPS_HTTP_URL_ALLOW, for a webhook deploy target
+
+
+def manual_request(*, settings: Settings, actor: Actor, reason: str) -> Request:
+    """A promotion or rollback asked for by a person, with the deploy settings it needs."""
+    return Request(
+        actor=actor,
+        reason=reason,
+        evidence={},
+        public_url=settings.public_url,
+        url_allow=settings.http_url_allow,
+    )
 
 
 def promote(

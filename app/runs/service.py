@@ -11,6 +11,8 @@ from sqlalchemy import Table, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.auth import audit
+from app.auth.roles import Actor
 from app.core.db import MAX_ID, after_commit
 from app.core.errors import Conflict, NotFound
 from app.core.faults import crash_point
@@ -77,6 +79,42 @@ def fire(*, session: Session, pipeline: Pipeline, fire: Fire, dispatch: Dispatch
     after_commit(session, lambda: crash_point("after_run_insert"))
     if slot == "active":
         after_commit(session, lambda: dispatch(run.id))
+    return run
+
+
+def trigger_manual(
+    *,
+    session: Session,
+    pipeline: Pipeline,
+    actor: Actor,
+    reason: str | None,
+    idempotency_key: str | None,
+    dispatch: Dispatch,
+) -> Run:
+    """A run fired by hand (the same idempotency key always gives the same run), audited."""
+    spec_of(pipeline)  # one whose stored spec no longer loads: 409 now, no doomed run
+    said = "manual" + (f": {reason}" if reason else "")
+    key = f"manual:{idempotency_key}" if idempotency_key else None
+    run = fire(
+        session=session,
+        pipeline=pipeline,
+        fire=Fire(kind="manual", reason=said, key=key, actor=actor.label),
+        dispatch=dispatch,
+    )
+    audit.record(
+        session=session,
+        actor=actor,
+        action="run.trigger",
+        target=f"pipelines/{pipeline.name}",
+        detail={"run_id": run.id, "reason": said},
+    )
+    return run
+
+
+def cancel_by(*, session: Session, run_id: int, actor: Actor, dispatch: Dispatch) -> Run:
+    """Cancel run `run_id` on `actor`'s behalf (see cancel), audited."""
+    run = cancel(session=session, run=get(session=session, run_id=run_id), dispatch=dispatch)
+    audit.record(session=session, actor=actor, action="run.cancel", target=f"runs/{run.id}")
     return run
 
 
