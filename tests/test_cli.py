@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -105,17 +106,17 @@ class Cli:
         self.url = url
         self.workdir = workdir
 
-    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def __call__(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "app.cli.main", *args],
-            env=cli_env(self.url, self.workdir),
+            env={**cli_env(self.url, self.workdir), **env},
             capture_output=True,
             text=True,
             timeout=60,
         )
 
-    def ok(self, *args: str) -> str:
-        result = self(*args)
+    def ok(self, *args: str, **env: str) -> str:
+        result = self(*args, **env)
         assert result.returncode == 0, (result.stdout, result.stderr)
         return result.stdout
 
@@ -161,6 +162,9 @@ class TestApply:
     def test_create_then_update(self, cli: Cli) -> None:
         assert cli.apply("apply-me").startswith("Pipeline apply-me created\n")
         assert cli.apply("apply-me", description="second version") == "Pipeline apply-me updated\n"
+        assert cli.apply("apply-me", description="second version") == (
+            "Pipeline apply-me unchanged\n"
+        )
         listed = cli.json("pipeline", "list")["items"]
         assert {"name": "apply-me", "description": "second version"}.items() <= next(
             item for item in listed if item["name"] == "apply-me"
@@ -193,6 +197,68 @@ class TestApply:
             result = cli("pipeline", "apply", "-f", str(path))
             assert result.returncode == 2
             assert result.stderr.startswith("Error: ")
+
+
+class TestGlobalOptions:
+    def test_version(self, cli: Cli) -> None:
+        assert cli.ok("--version") == f"mlops {version('mlops')}\n"
+
+    def test_url_and_token_before_the_subcommand(self, cli: Cli, workdir: Path) -> None:
+        token = (workdir / "data" / "admin-token").read_text().strip()
+        # No MLOPS_URL and no token file: only the global options say where and who.
+        bare = {"MLOPS_URL": "", "MLOPS_DATA_DIR": str(workdir / "elsewhere")}
+        listed = cli.ok(
+            "--url", cli.url, "--token", token, "pipeline", "list", "-o", "json", **bare
+        )
+        assert "items" in json.loads(listed)
+        refused = cli("--url", cli.url, "pipeline", "list", **bare)
+        assert refused.returncode == 1
+        assert refused.stderr.startswith("Error: ")
+        assert "--token or MLOPS_TOKEN" in refused.stderr
+
+    def test_url_after_the_subcommand_wins(self, cli: Cli) -> None:
+        listed = cli.ok("--url", "http://127.0.0.1:1", "pipeline", "list", "--url", cli.url)
+        assert listed
+        unreachable = cli("pipeline", "list", "--url", "http://127.0.0.1:1")
+        assert unreachable.returncode == 2
+
+    def test_bad_usage_exits_2(self, cli: Cli) -> None:
+        for args in (["--no-such-option"], ["pipeline", "list", "-o", "yaml"], ["pipeline"]):
+            assert cli(*args).returncode == 2, args
+
+
+class TestList:
+    LONG = "breast-cancer-demo-with-a-long-descriptive-name"
+
+    def lines_with(self, table: str, text: str) -> list[str]:
+        return [line for line in table.splitlines() if text in line]
+
+    def test_names_never_wrap(self, cli: Cli) -> None:
+        cli.apply(self.LONG, triggers=[{"kind": "interval", "every_s": 3600}])
+        for env in ({"COLUMNS": "80"}, {"COLUMNS": "40"}, {}):
+            table = cli.ok("pipeline", "list", "--limit", "500", **env)
+            (row,) = self.lines_with(table, self.LONG)
+            assert row.split()[:2] == [self.LONG, "active"], env
+            assert "LogisticRegression" in row and "interval" in row
+
+    def test_the_compact_table_fits_80_columns(self, cli: Cli) -> None:
+        cli.apply("breast-cancer-demo", triggers=[{"kind": "interval", "every_s": 3600}])
+        names = [item["name"] for item in cli.json("pipeline", "list", "--limit", "500")["items"]]
+        offset = str(names.index("breast-cancer-demo"))
+        table = cli.ok("pipeline", "list", "--limit", "1", "--offset", offset, COLUMNS="80")
+        (row,) = self.lines_with(table, "breast-cancer-demo ")
+        assert row.split() == ["breast-cancer-demo", "active", "LogisticRegression", "interval"]
+        assert max(len(line) for line in table.splitlines()) <= 80
+
+    def test_wide_adds_source_and_updated(self, cli: Cli) -> None:
+        cli.apply(self.LONG, triggers=[{"kind": "interval", "every_s": 3600}])
+        assert "Source" not in cli.ok("pipeline", "list", COLUMNS="80")
+        table = cli.ok("pipeline", "list", "-o", "wide", "--limit", "500")
+        header = table.splitlines()[0].split()
+        assert header == ["Name", "State", "Source", "Model", "Triggers", "Updated"]
+        (row,) = self.lines_with(table, self.LONG)
+        assert "csv customers.csv" in row
+        assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$", row)
 
 
 class TestStatus:

@@ -69,16 +69,16 @@ class TestDockerfile:
         user = users[-1].split(":")[0]
         assert user not in {"root", "0"}
 
-    def test_keeps_migrations_next_to_the_package(self) -> None:
-        # The app finds alembic.ini and migrations/ at Path(app.__file__).parents[1].
-        assert _instructions("WORKDIR")[-1] == "/app"
+    def test_installs_the_package_pinned_by_the_lock_file(self) -> None:
+        # A normal install: the package carries alembic.ini and migrations/ itself.
         copies = [args.split() for args in _instructions("COPY")]
-        assert ["app/", "app/"] in copies
-        assert ["migrations/", "migrations/"] in copies
-        assert any("alembic.ini" in sources and sources[-1] == "./" for sources in copies)
+        assert ["app/", "/src/app/"] in copies
+        assert ["migrations/", "/src/migrations/"] in copies
+        assert any({"requirements.lock", "alembic.ini"} <= set(sources) for sources in copies)
         (install,) = [args for args in _instructions("RUN") if "pip install" in args]
-        assert "--no-cache-dir" in install
-        assert re.search(r"pip install --no-cache-dir -e \.(\s|$)", install)
+        assert "pip install --no-cache-dir -c /src/requirements.lock /src" in install
+        assert " -e " not in install
+        assert _instructions("WORKDIR")[-1] == "/app"
 
     def test_keeps_data_in_a_volume(self) -> None:
         assert "MLOPS_DATA_DIR=/data" in " ".join(_instructions("ENV"))

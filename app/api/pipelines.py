@@ -104,11 +104,28 @@ def get_pipeline(name: str, viewer: ViewerDep, session: ReadSessionDep) -> Pipel
     return _read(service.get(session=session, name=name))
 
 
+# Tells `mlops pipeline apply` what a PUT did, so re-applying the same spec says "unchanged".
+APPLY_RESULT = "Mlops-Apply-Result"
+APPLY_RESULT_HEADER = {
+    APPLY_RESULT: {
+        "description": "What the PUT did: created, updated or unchanged",
+        "schema": {"type": "string", "enum": ["created", "updated", "unchanged"]},
+    }
+}
+
+
 @router.put(
     "/{name}",
     openapi_extra=SPEC_BODY,
     response_model=PipelineCreated | PipelineRead,
-    responses={201: {"model": PipelineCreated, "description": "Created, with its webhook secret"}},
+    responses={
+        200: {"description": "Replaced, or unchanged", "headers": APPLY_RESULT_HEADER},
+        201: {
+            "model": PipelineCreated,
+            "description": "Created, with its webhook secret",
+            "headers": APPLY_RESULT_HEADER,
+        },
+    },
 )
 async def put_pipeline(
     name: str,
@@ -125,13 +142,16 @@ async def put_pipeline(
     if existing is None:
         spec_name_must_match(name, spec)
         response.status_code = status.HTTP_201_CREATED
+        response.headers[APPLY_RESULT] = "created"
         pipeline = service.create(session=session, spec=spec)
         _audit(session, actor, "pipeline.create", name)
         return _created(pipeline)
     before = dict(existing.spec)
     replaced = service.replace(session=session, pipeline=existing, spec=spec)
+    changed = _changed(before, replaced.spec)
+    response.headers[APPLY_RESULT] = "updated" if changed else "unchanged"
     # Field names only: values may hold deploy-target headers or source credentials.
-    _audit(session, actor, "pipeline.replace", name, changed=_changed(before, replaced.spec))
+    _audit(session, actor, "pipeline.replace", name, changed=changed)
     return _read(replaced)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 from urllib.parse import quote
@@ -15,10 +16,35 @@ import typer
 DEFAULT_URL = "http://127.0.0.1:8000"
 API_PREFIX = "/api/v1"
 
+# Also accepted after the subcommand (`mlops pipeline list --url …`), where it wins over the
+# global option; MLOPS_URL is read by the global option only.
 UrlOption = Annotated[
-    str,
-    typer.Option("--url", envvar="MLOPS_URL", help="Base URL of the mlops server"),
+    str | None,
+    typer.Option("--url", help="Base URL of the mlops server (overrides the global --url)"),
 ]
+
+
+@dataclass(frozen=True)
+class Globals:
+    """The options given before the subcommand: `mlops --url U --token T pipeline list`."""
+
+    url: str | None = None
+    token: str | None = None
+
+
+# One command per process: the root callback sets these before any subcommand runs.
+_globals = Globals()
+
+
+def set_globals(options: Globals) -> None:
+    """Record the global options (the `mlops` callback calls this)."""
+    global _globals
+    _globals = options
+
+
+def globals_() -> Globals:
+    """The global options of the running command."""
+    return _globals
 
 
 class ApiError(Exception):
@@ -50,8 +76,8 @@ def token_file() -> Path:
 
 
 def read_token() -> str | None:
-    """MLOPS_TOKEN, else the admin token file that `mlops serve` writes into its data dir."""
-    token = os.environ.get("MLOPS_TOKEN", "").strip()
+    """--token or MLOPS_TOKEN, else the admin token file `mlops serve` writes in its data dir."""
+    token = (globals_().token or os.environ.get("MLOPS_TOKEN", "")).strip()
     if token:
         return token
     path = token_file()
@@ -127,16 +153,16 @@ def fail(message: str, *, code: int, more: Iterable[str] = ()) -> NoReturn:
 
 
 @contextmanager
-def connect(url: str) -> Iterator[Client]:
+def connect(url: str | None) -> Iterator[Client]:
     """A client for one command; server errors exit 1, an unreachable server exits 2."""
-    client = Client(url or DEFAULT_URL, token=read_token())
+    client = Client(url or globals_().url or DEFAULT_URL, token=read_token())
     try:
         yield client
     except ApiError as exc:
         # The detail names the first bad field; list the others under it.
         more = [f"{e.get('loc')}: {e.get('msg')}" for e in exc.errors[1:] if isinstance(e, dict)]
         if exc.status == 401:
-            more.append(f"The CLI sends MLOPS_TOKEN, else the key in {token_file()}")
+            more.append(f"The CLI sends --token or MLOPS_TOKEN, else the key in {token_file()}")
         fail(exc.detail, code=1, more=more)
     except Unreachable as exc:
         fail(str(exc), code=2)

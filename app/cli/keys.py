@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from app.cli import render
-from app.cli.client import DEFAULT_URL, UrlOption, connect
+from app.cli.client import UrlOption, connect
 from app.cli.render import OutputFormat, OutputOption
 
 app = typer.Typer(help="API keys: create, list, revoke (needs an admin key).", no_args_is_help=True)
@@ -26,7 +26,7 @@ def create(
     role: Annotated[
         RoleChoice, typer.Option(help="viewer: read; operator: also runs and models; admin: all")
     ] = RoleChoice.viewer,
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Create an API key; it is printed this once only."""
@@ -40,7 +40,7 @@ def create(
 
 
 @app.command("list")
-def list_keys(url: UrlOption = DEFAULT_URL, output: OutputOption = OutputFormat.text) -> None:
+def list_keys(url: UrlOption = None, output: OutputOption = OutputFormat.text) -> None:
     """API keys, newest first: prefixes only, never the keys."""
     with connect(url) as client:
         page = client.get("/keys", params={"limit": 500})
@@ -50,7 +50,7 @@ def list_keys(url: UrlOption = DEFAULT_URL, output: OutputOption = OutputFormat.
 @app.command("revoke")
 def revoke(
     key_id: Annotated[int, typer.Argument(help="Key id (see mlops key list)", min=1)],
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
 ) -> None:
     """Revoke an API key: refused from its next request on."""
     with connect(url) as client:

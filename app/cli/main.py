@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from importlib.metadata import PackageNotFoundError, version
 from typing import Annotated
 
 import typer
 
 from app.cli import keys, models, pipelines, runs
+from app.cli.client import DEFAULT_URL, Globals, set_globals
 
 app = typer.Typer(help="mlops: a retraining control plane.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -15,6 +17,46 @@ app.add_typer(pipelines.app, name="pipeline")
 app.add_typer(models.app, name="model")
 app.add_typer(runs.app, name="run")
 app.add_typer(keys.app, name="key")
+
+
+def _version() -> str:
+    try:
+        return version("mlops")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"mlops {_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def global_options(
+    url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MLOPS_URL", help=f"Base URL of the mlops server (default {DEFAULT_URL})"
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            envvar="MLOPS_TOKEN",
+            help="API key (default: the key `mlops serve` wrote in $MLOPS_DATA_DIR/admin-token)",
+            show_envvar=True,
+        ),
+    ] = None,
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """mlops: a retraining control plane."""
+    set_globals(Globals(url=url or None, token=token or None))
 
 
 @app.command()

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from app.cli import render
-from app.cli.client import DEFAULT_URL, UrlOption, connect, segment
+from app.cli.client import UrlOption, connect, segment
 from app.cli.render import Json, OutputFormat, OutputOption
 
 app = typer.Typer(help="Model versions: list, promote, roll back.", no_args_is_help=True)
@@ -17,7 +17,7 @@ Reason = Annotated[str | None, typer.Option(help="Why, for the promotion ledger"
 
 @app.command("list")
 def list_models(
-    name: Name, url: UrlOption = DEFAULT_URL, output: OutputOption = OutputFormat.text
+    name: Name, url: UrlOption = None, output: OutputOption = OutputFormat.text
 ) -> None:
     """Every model version of a pipeline, newest first."""
     with connect(url) as client:
@@ -35,7 +35,7 @@ def promote(
     name: Name,
     version: Annotated[int, typer.Argument(help="Version number", min=1)],
     reason: Reason = None,
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Make VERSION the production model (its deploy target runs first)."""
@@ -50,7 +50,7 @@ def promote(
 def rollback(
     name: Name,
     reason: Reason = None,
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Return production to the version that was live before the current one."""

@@ -11,7 +11,7 @@ import typer
 import yaml
 
 from app.cli import render
-from app.cli.client import DEFAULT_URL, UrlOption, connect, fail, segment
+from app.cli.client import UrlOption, connect, fail, segment
 from app.cli.render import OutputFormat, OutputOption
 from app.cli.runs import watch
 
@@ -26,7 +26,7 @@ def apply(
     file: Annotated[
         Path, typer.Option("--file", "-f", help="Spec file, YAML or JSON ('-' reads stdin)")
     ],
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Create the pipeline in FILE, or replace it if it exists."""
@@ -49,7 +49,9 @@ def apply(
         if body.get("webhook_secret"):
             typer.echo(f"Webhook secret: {body['webhook_secret']} (shown only this once; store it)")
     else:
-        typer.echo(f"Pipeline {name} updated")
+        # An older server sends no result header; it only knew "updated".
+        result = response.headers.get("Mlops-Apply-Result", "updated")
+        typer.echo(f"Pipeline {name} {'unchanged' if result == 'unchanged' else 'updated'}")
 
 
 def _read(file: Path) -> str:
@@ -85,20 +87,22 @@ def _spec_name(file: Path, text: str, *, is_json: bool) -> str:
 def list_pipelines(
     limit: Annotated[int, typer.Option(min=1, max=500, help="At most this many")] = 100,
     offset: Annotated[int, typer.Option(min=0, help="Skip this many")] = 0,
-    url: UrlOption = DEFAULT_URL,
-    output: OutputOption = OutputFormat.text,
+    url: UrlOption = None,
+    output: render.ListOutputOption = render.ListFormat.text,
 ) -> None:
-    """All pipelines, by name."""
+    """All pipelines, by name (`-o wide` adds the source and when each last changed)."""
     with connect(url) as client:
         page = client.get("/pipelines", params={"limit": limit, "offset": offset})
     empty = "No pipelines yet; create one with: mlops pipeline apply -f FILE"
-    render.print_page(page, output, render.pipelines_table, empty=empty, noun="pipelines")
+    wide = output is render.ListFormat.wide
+    table = render.wide_pipelines_table if wide else render.pipelines_table
+    as_json = output is render.ListFormat.json
+    fmt = OutputFormat.json if as_json else OutputFormat.text
+    render.print_page(page, fmt, table, empty=empty, noun="pipelines", unbroken=True)
 
 
 @app.command("status")
-def status(
-    name: Name, url: UrlOption = DEFAULT_URL, output: OutputOption = OutputFormat.text
-) -> None:
+def status(name: Name, url: UrlOption = None, output: OutputOption = OutputFormat.text) -> None:
     """Status, and when the newest run started or why it failed."""
     with connect(url) as client:
         current = client.get(f"/pipelines/{segment(name)}/status")
@@ -120,7 +124,7 @@ def trigger(
         str | None, typer.Option(help="Repeat with the same key to get the same run")
     ] = None,
     wait: Annotated[bool, typer.Option("--wait", help="Watch the run until it ends")] = False,
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Start a run now; with --wait, follow it and exit 1 unless it succeeds."""
@@ -141,7 +145,7 @@ def trigger(
 def history(
     name: Name,
     limit: Annotated[int, typer.Option(min=1, max=500, help="At most this many runs")] = 20,
-    url: UrlOption = DEFAULT_URL,
+    url: UrlOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Runs, newest first."""
@@ -152,22 +156,18 @@ def history(
 
 
 @app.command("pause")
-def pause(
-    name: Name, url: UrlOption = DEFAULT_URL, output: OutputOption = OutputFormat.text
-) -> None:
+def pause(name: Name, url: UrlOption = None, output: OutputOption = OutputFormat.text) -> None:
     """Stop the pipeline's triggers from firing."""
     _set_paused(name, "pause", url, output)
 
 
 @app.command("resume")
-def resume(
-    name: Name, url: UrlOption = DEFAULT_URL, output: OutputOption = OutputFormat.text
-) -> None:
+def resume(name: Name, url: UrlOption = None, output: OutputOption = OutputFormat.text) -> None:
     """Let the pipeline's triggers fire again."""
     _set_paused(name, "resume", url, output)
 
 
-def _set_paused(name: str, action: str, url: str, output: OutputFormat) -> None:
+def _set_paused(name: str, action: str, url: str | None, output: OutputFormat) -> None:
     with connect(url) as client:
         pipeline = client.post(f"/pipelines/{segment(name)}/{action}")
     if output is OutputFormat.json:

@@ -58,10 +58,31 @@ OutputOption = Annotated[
 ]
 
 
+class ListFormat(StrEnum):
+    text = "text"
+    wide = "wide"
+    json = "json"
+
+
+ListOutputOption = Annotated[
+    ListFormat,
+    typer.Option("--output", "-o", help="text, wide (every column) or json (the API's JSON)"),
+]
+
+
 def console() -> Console:
     """Standard output; piped output gets 100 columns rather than rich's default of 80."""
     piped = not sys.stdout.isatty() and "COLUMNS" not in os.environ
     return Console(width=100 if piped else None, highlight=False)
+
+
+UNLIMITED = 100_000
+
+
+def print_unbroken(table: Table) -> None:
+    """Print `table` at its natural width, however narrow the terminal: no cell is wrapped
+    or cut (a terminal narrower than the table wraps the line itself, as with kubectl)."""
+    Console(width=UNLIMITED, highlight=False).print(table)
 
 
 def print_json(data: Any) -> None:
@@ -75,6 +96,7 @@ def print_page(
     *,
     empty: str,
     noun: str | None = None,
+    unbroken: bool = False,
 ) -> None:
     """A page of a listing: as JSON, as a table (and which rows of how many), or `empty`."""
     if output is OutputFormat.json:
@@ -83,7 +105,10 @@ def print_page(
     if not page["items"]:
         typer.echo(empty)
         return
-    console().print(table(page["items"]))
+    if unbroken:
+        print_unbroken(table(page["items"]))
+    else:
+        console().print(table(page["items"]))
     shown = len(page["items"])
     if noun is not None and (page["offset"] or shown < page["total"]):
         first = page["offset"] + 1
@@ -148,19 +173,31 @@ def describe_triggers(triggers: list[Json]) -> str:
     return ", ".join(str(t.get("kind")) for t in triggers) or "manual only"
 
 
-def pipelines_table(items: list[Json]) -> Table:
-    table = _table("Name", "State", "Source", "Model", "Triggers", "Updated")
+def pipelines_table(items: list[Json], *, wide: bool = False) -> Table:
+    """Name, state, model and triggers; `wide` adds the source and when it last changed."""
+    columns = ["Name", "State", "Source", "Model", "Triggers", "Updated"]
+    table = _table(*(c for c in columns if wide or c not in ("Source", "Updated")))
+    # A name is what people copy into the next command: no cell ever wraps (print_unbroken
+    # prints wider than the terminal instead).
+    for column in table.columns:
+        column.no_wrap = True
     for item in items:
         spec = item["spec"]
+        source = [describe_source(spec["source"])] if wide else []
+        updated = [format_time(item["updated_at"])] if wide else []
         table.add_row(
             item["name"],
             Text("paused", style="yellow") if item["paused"] else "active",
-            describe_source(spec["source"]),
+            *source,
             short_class(spec["model"]["estimator"]),
             describe_triggers(spec.get("triggers") or []),
-            format_time(item["updated_at"]),
+            *updated,
         )
     return table
+
+
+def wide_pipelines_table(items: list[Json]) -> Table:
+    return pipelines_table(items, wide=True)
 
 
 def score(metrics: Json) -> str:

@@ -11,7 +11,7 @@ from rich.console import Group
 from rich.live import Live
 
 from app.cli import render
-from app.cli.client import DEFAULT_URL, Client, UrlOption, connect
+from app.cli.client import Client, UrlOption, connect
 from app.cli.render import Json, OutputFormat, OutputOption
 
 POLL_S = 0.3
@@ -21,9 +21,7 @@ RunId = Annotated[int, typer.Argument(help="Run id", min=1)]
 
 
 @app.command("show")
-def show(
-    run_id: RunId, url: UrlOption = DEFAULT_URL, output: OutputOption = OutputFormat.text
-) -> None:
+def show(run_id: RunId, url: UrlOption = None, output: OutputOption = OutputFormat.text) -> None:
     """One run: what triggered it, its steps, metrics and error."""
     with connect(url) as client:
         run = client.get(f"/runs/{run_id}")
@@ -35,7 +33,7 @@ def show(
 
 @app.command("watch")
 def watch_command(
-    run_id: RunId, url: UrlOption = DEFAULT_URL, output: OutputOption = OutputFormat.text
+    run_id: RunId, url: UrlOption = None, output: OutputOption = OutputFormat.text
 ) -> None:
     """Follow a run's steps until it ends; exit 1 if it failed, was rejected or cancelled."""
     with connect(url) as client:
