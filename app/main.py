@@ -32,8 +32,11 @@ from app.execution import recovery
 from app.execution.env import WorkerEnv
 from app.executors.thread import ThreadExecutor
 from app.ops.docs import install_docs
+from app.ops.http import RecordRequests, RouteTemplates
+from app.ops.metrics import build_registry
 from app.registry.artifacts import LocalArtifactStore
 from app.registry.serving import ModelCache
+from app.runs import rollup
 from app.scheduler.clock import Clock
 from app.scheduler.service import TimeScheduler
 from app.ui.install import install_ui
@@ -58,8 +61,20 @@ def build_services(settings: Settings) -> Services:
     executor.bind(lambda run_id: _execute(run_id, env))
     scheduler = TimeScheduler(clock, factory, executor.submit, settings.reconcile_s)
     key_usage = usage.KeyUsage(factory)
+    metrics, requests = build_registry(factory, executor)
     return Services(
-        settings, engine, factory, clock, executor, artifacts, models, env, scheduler, key_usage
+        settings,
+        engine,
+        factory,
+        clock,
+        executor,
+        artifacts,
+        models,
+        env,
+        scheduler,
+        key_usage,
+        metrics,
+        requests,
     )
 
 
@@ -86,6 +101,11 @@ def start(services: Services) -> None:
         settings.lease_s / 2, "reap-lost-runs", lambda: recovery.reap_lost(services.env)
     )
     services.clock.every(usage.FLUSH_S, "key-last-used", services.key_usage.flush)
+    services.clock.every(rollup.INTERVAL_S, "roll-up-runs", lambda: _roll_up(services))
+
+
+def _roll_up(services: Services) -> None:
+    rollup.roll_up(services.factory)
 
 
 def stop(services: Services) -> None:
@@ -116,6 +136,14 @@ def _limit_bodies(app: FastAPI, settings: Settings) -> None:
         {WEBHOOK_PATH: lambda: Limit(settings.webhook_max_bytes, "MLOPS_WEBHOOK_MAX_BYTES")},
     )
     app.add_middleware(BodyLimitMiddleware, limit_for=limit_for)
+
+
+def _templates(app: FastAPI) -> list[str]:
+    """Every route's full path template: the API's from its schema, and the app's own."""
+    own = [
+        path for route in app.router.routes if isinstance(path := getattr(route, "path", None), str)
+    ]
+    return [*app.openapi()["paths"], *own]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -149,6 +177,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added after the body limit, so it runs before it: no body is read for a caller without
     # a key.
     app.add_middleware(AuthenticateFirst, protected=f"{API}/", open_paths=WEBHOOK_PATH)
+    # Outermost: times every request, those refused by the middlewares above included.
+    app.add_middleware(
+        RecordRequests, metrics=services.requests, routes=RouteTemplates(lambda: _templates(app))
+    )
     redact_url_logs()
     install_docs(app)
     install_ui(app, services.settings)

@@ -6,7 +6,7 @@ from app.datasources.models import DataBatch
 from app.monitoring.models import MetricObservation
 from app.pipelines.models import Pipeline
 from app.registry.models import ModelVersion, Promotion
-from app.runs.models import Run, RunStep
+from app.runs.models import Run, RunRollup, RunStep
 from app.webhooks.models import WebhookDelivery
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "Pipeline",
     "Promotion",
     "Run",
+    "RunRollup",
     "RunStep",
     "WebhookDelivery",
 ]

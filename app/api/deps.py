@@ -11,6 +11,7 @@ import anyio
 import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client.registry import CollectorRegistry
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -24,6 +25,7 @@ from app.core.errors import Forbidden
 from app.core.settings import Settings
 from app.execution.env import WorkerEnv
 from app.executors.thread import ThreadExecutor
+from app.ops.http import RequestMetrics
 from app.registry.artifacts import LocalArtifactStore
 from app.registry.serving import ModelCache
 from app.scheduler.clock import Clock
@@ -42,6 +44,9 @@ class Services:
     env: WorkerEnv
     scheduler: TimeScheduler
     key_usage: KeyUsage
+    # What /metrics exposes, and the HTTP series the request middleware records into it.
+    metrics: CollectorRegistry
+    requests: RequestMetrics
 
 
 async def get_services(request: Request) -> Services:

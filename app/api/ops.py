@@ -3,13 +3,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.registry import CollectorRegistry
 from sqlalchemy import text
 
 from app.api.deps import ServicesDep, ViewerDep
 from app.core.db import READ_ONLY
 from app.core.errors import DomainError
-from app.ops.metrics import DatabaseCollector
 
 router = APIRouter(tags=["operations"])
 
@@ -49,6 +47,4 @@ def readyz(services: ServicesDep) -> dict[str, str]:
 @router.get("/metrics", response_class=Response)
 def metrics(viewer: ViewerDep, services: ServicesDep) -> Response:
     """Prometheus text exposition (viewer key: Prometheus sends it as a bearer token)."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(DatabaseCollector(services.factory, services.executor))
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(generate_latest(services.metrics), media_type=CONTENT_TYPE_LATEST)

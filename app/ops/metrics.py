@@ -1,26 +1,30 @@
-"""Prometheus metrics, read from the database at scrape time so every replica agrees."""
+"""Prometheus metrics: run series read from the database at scrape time (so every replica
+agrees), this process's standard series, and HTTP requests by route template."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from datetime import datetime
+from typing import Any
 
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
     Metric,
 )
-from prometheus_client.registry import Collector
+from prometheus_client.registry import Collector, CollectorRegistry
 from sqlalchemy import Row, func, select
 
 from app.core.db import SessionFactory, read_only_unit
 from app.execution.env import Executor
+from app.ops.http import RequestMetrics
 from app.pipelines.models import Pipeline
 from app.registry.models import ModelVersion
-from app.runs.models import Run
+from app.runs import rollup
+from app.runs.models import DURATION_BUCKETS, Run
 
-BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0)
+BUCKETS = DURATION_BUCKETS
 
 
 class DatabaseCollector(Collector):
@@ -29,17 +33,9 @@ class DatabaseCollector(Collector):
         self._executor = executor
 
     def collect(self) -> Iterator[Metric]:
+        # Three statements, each a row per series: aggregates and roll-ups, never the runs.
         with read_only_unit(self._factory) as session:
-            counts = session.execute(
-                select(Pipeline.name, Run.status, Run.trigger_kind, func.count())
-                .join(Pipeline, Pipeline.id == Run.pipeline_id)
-                .group_by(Pipeline.name, Run.status, Run.trigger_kind)
-            ).all()
-            finished = session.execute(
-                select(Pipeline.name, Run.started_at, Run.finished_at)
-                .join(Pipeline, Pipeline.id == Run.pipeline_id)
-                .where(Run.started_at.is_not(None), Run.finished_at.is_not(None))
-            ).all()
+            totals = rollup.totals(session=session)
             queued = session.scalar(select(func.count()).where(Run.status == "queued")) or 0
             production = session.execute(
                 select(Pipeline.name, ModelVersion.version)
@@ -51,10 +47,10 @@ class DatabaseCollector(Collector):
             "Runs by pipeline, status and trigger",
             labels=["pipeline", "status", "trigger"],
         )
-        for name, status, trigger, count in counts:
-            runs.add_metric([name, status, trigger], count)
+        for row in totals:
+            runs.add_metric([row.name, row.status, row.trigger_kind], int(row.runs))
         yield runs
-        yield _durations(finished)  # type: ignore[arg-type]  # filtered to non-null above
+        yield _durations(totals)
         yield GaugeMetricFamily("mlops_runs_queued", "Runs waiting to start", value=queued)
         yield GaugeMetricFamily(
             "mlops_worker_queue_depth",
@@ -69,15 +65,37 @@ class DatabaseCollector(Collector):
         yield versions
 
 
-def _durations(rows: Sequence[Row[str, datetime, datetime]]) -> HistogramMetricFamily:
-    per_pipeline: dict[str, list[float]] = {}
-    for name, started, finished in rows:
-        per_pipeline.setdefault(name, []).append((finished - started).total_seconds())
+def _durations(totals: Sequence[Row[Any]]) -> HistogramMetricFamily:
+    """Wall time of the runs that have both a start and an end, per pipeline."""
+    per_pipeline: dict[str, dict[str, float | int]] = {}
+    for row in totals:
+        sums = rollup.as_numbers(row)
+        into = per_pipeline.setdefault(row.name, dict.fromkeys(sums, 0))
+        for name, value in sums.items():
+            into[name] += value
     family = HistogramMetricFamily(
         "mlops_run_duration_seconds", "Run wall time", labels=["pipeline"]
     )
-    for name, values in per_pipeline.items():
-        buckets = [(str(b), float(sum(v <= b for v in values))) for b in BUCKETS]
-        buckets.append(("+Inf", float(len(values))))
-        family.add_metric([name], buckets, sum_value=sum(values))
+    for name, sums in per_pipeline.items():
+        if not sums["timed"]:
+            continue
+        buckets = [
+            (str(bound), float(sums[column]))
+            for bound, column in zip(BUCKETS, rollup.BUCKET_COLUMNS, strict=True)
+        ]
+        buckets.append(("+Inf", float(sums["timed"])))
+        family.add_metric([name], buckets, sum_value=float(sums["duration_sum"]))
     return family
+
+
+def build_registry(
+    factory: SessionFactory, executor: Executor
+) -> tuple[CollectorRegistry, RequestMetrics]:
+    """The registry /metrics exposes, and the HTTP series the request middleware records."""
+    # auto_describe=False: registering must not run the database collector's queries.
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(DatabaseCollector(factory, executor))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry, RequestMetrics(registry)

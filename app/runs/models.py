@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint
+from sqlalchemy import Float, ForeignKey, Index, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.core.db import Base
@@ -17,6 +17,16 @@ class Run(Base):
         UniqueConstraint("pipeline_id", "fire_key"),
         # 'active' and 'waiting' slots: the database enforces the concurrency policy.
         UniqueConstraint("pipeline_id", "slot"),
+        # The runs not yet counted in run_rollups: what a /metrics scrape still aggregates and
+        # the roll-up job looks for (status first: it asks for the terminal ones).
+        Index(
+            "ix_runs_uncounted",
+            "status",
+            "pipeline_id",
+            "trigger_kind",
+            sqlite_where=text("rolled_up = 0"),
+            postgresql_where=text("rolled_up = false"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -45,6 +55,8 @@ class Run(Base):
     error: Mapped[str | None] = mapped_column(Text)
     metrics: Mapped[dict[str, Any]] = mapped_column(default=dict)
     model_version: Mapped[int | None]
+    # Counted in run_rollups (terminal runs only, which never change again).
+    rolled_up: Mapped[bool] = mapped_column(default=False, server_default=false())
 
     steps: Mapped[list[RunStep]] = relationship(
         order_by="RunStep.position", cascade="all, delete-orphan", lazy="selectin"
@@ -63,3 +75,32 @@ class RunStep(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+# Upper bounds (seconds) of the run duration histogram; one column each in run_rollups.
+DURATION_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0)
+
+
+class RunRollup(Base):
+    """Counts and durations of a pipeline's terminal runs by status and trigger kind, so a
+    /metrics scrape reads a row per series instead of every run ever made."""
+
+    __tablename__ = "run_rollups"
+    __table_args__ = (UniqueConstraint("pipeline_id", "status", "trigger_kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pipeline_id: Mapped[int] = mapped_column(ForeignKey("pipelines.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(32))
+    trigger_kind: Mapped[str] = mapped_column(String(32))
+    runs: Mapped[int]
+    # Runs with both a start and an end: the histogram's count, sum and cumulative buckets.
+    timed: Mapped[int]
+    duration_sum: Mapped[float] = mapped_column(Float)
+    le_1: Mapped[int]
+    le_5: Mapped[int]
+    le_15: Mapped[int]
+    le_60: Mapped[int]
+    le_300: Mapped[int]
+    le_900: Mapped[int]
+    le_3600: Mapped[int]
+    le_14400: Mapped[int]

@@ -1,0 +1,171 @@
+"""Run counts and durations for /metrics, aggregated in SQL and rolled up as runs end.
+
+A terminal run never changes again, so it can be counted once: a housekeeping job (on every
+replica) aggregates a batch of uncounted terminal runs in SQL, adds the sums to run_rollups
+and marks the runs counted, all in one transaction. A scrape adds run_rollups to the same
+aggregate over the runs not counted yet, in one statement (one snapshot): it reads a row per
+series plus the few recent runs, however long the history, and it is exact whichever replica
+answers and however far the job has got.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Row,
+    and_,
+    case,
+    extract,
+    false,
+    func,
+    insert,
+    select,
+    tuple_,
+    union_all,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from app.core.db import SessionFactory, unit_of_work
+from app.pipelines.models import Pipeline
+from app.runs.models import DURATION_BUCKETS, Run, RunRollup
+from app.runs.transitions import TERMINAL
+
+BUCKET_COLUMNS = tuple(f"le_{bound:g}" for bound in DURATION_BUCKETS)
+SUMS = ("runs", "timed", "duration_sum", *BUCKET_COLUMNS)
+KEY = ("pipeline_id", "status", "trigger_kind")
+INTERVAL_S = 10.0
+BATCH = 50_000
+BUDGET_S = 2.0
+
+
+class RollupRace(Exception):
+    """Another transaction counted some of this batch's runs first; the batch is undone."""
+
+
+def duration_seconds(dialect: str) -> ColumnElement[Any]:
+    """A run's wall time in seconds (NULL unless it has both a start and an end)."""
+    if dialect == "sqlite":
+        # julianday keeps ~0.1 ms at today's dates: ample for buckets of a second and more.
+        return (func.julianday(Run.finished_at) - func.julianday(Run.started_at)) * 86400.0
+    return extract("epoch", Run.finished_at - Run.started_at)
+
+
+def _aggregates(dialect: str) -> list[ColumnElement[Any]]:
+    seconds = duration_seconds(dialect)
+    buckets = (
+        func.coalesce(func.sum(case((seconds <= bound, 1), else_=0)), 0).label(name)
+        for bound, name in zip(DURATION_BUCKETS, BUCKET_COLUMNS, strict=True)
+    )
+    return [
+        func.count().label("runs"),
+        func.count(seconds).label("timed"),
+        func.coalesce(func.sum(seconds), 0.0).label("duration_sum"),
+        *buckets,
+    ]
+
+
+def _series() -> list[ColumnElement[Any]]:
+    return [Run.pipeline_id.expression, Run.status.expression, Run.trigger_kind.expression]
+
+
+def totals(*, session: Session) -> Sequence[Row[Any]]:
+    """Per (pipeline name, status, trigger kind): runs, timed runs, duration sum and the
+    cumulative duration buckets (BUCKET_COLUMNS), over every run."""
+    dialect = session.get_bind().dialect.name
+    rolled = select(*(getattr(RunRollup, name) for name in (*KEY, *SUMS)))
+    live = (
+        select(*_series(), *_aggregates(dialect))
+        .where(Run.rolled_up == false())
+        .group_by(*_series())
+    )
+    both = union_all(rolled, live).subquery()
+    return session.execute(
+        select(
+            Pipeline.name,
+            both.c.status,
+            both.c.trigger_kind,
+            *(func.sum(both.c[name]).label(name) for name in SUMS),
+        )
+        .join(Pipeline, Pipeline.id == both.c.pipeline_id)
+        .group_by(Pipeline.name, both.c.status, both.c.trigger_kind)
+    ).all()
+
+
+def roll_up(factory: SessionFactory, *, batch: int = BATCH, budget_s: float = BUDGET_S) -> int:
+    """Count uncounted terminal runs into run_rollups, one batch per transaction, for about
+    budget_s at most; returns how many were counted."""
+    deadline = time.monotonic() + budget_s
+    counted = 0
+    while True:
+        with unit_of_work(factory) as session:
+            done = _roll_up_batch(session, batch)
+        counted += done
+        if done < batch or time.monotonic() > deadline:
+            return counted
+
+
+def _roll_up_batch(session: Session, batch: int) -> int:
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        # One snapshot for the sums and the marking: a run that ends meanwhile is neither
+        # summed nor marked, and a row another job changed first fails this transaction
+        # instead of being counted twice.
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    pending = and_(Run.rolled_up == false(), Run.status.in_(TERMINAL))
+    last = session.scalar(select(Run.id).where(pending).order_by(Run.id).offset(batch - 1).limit(1))
+    if last is not None:
+        pending = and_(pending, Run.id <= last)
+    groups = session.execute(
+        select(*_series(), *_aggregates(dialect)).where(pending).group_by(*_series())
+    ).all()
+    if not groups:
+        return 0
+    result = session.execute(
+        update(Run).where(pending).values(rolled_up=True),
+        execution_options={"synchronize_session": False},
+    )
+    marked = cast(CursorResult[Any], result).rowcount
+    expected = sum(int(group.runs) for group in groups)
+    if marked != expected:
+        raise RollupRace(f"marked {marked} runs counted, summed {expected}")
+    _add(session, groups)
+    return expected
+
+
+def as_numbers(row: Row[Any]) -> dict[str, float | int]:
+    """A row's SUMS as Python numbers (PostgreSQL sums integers and epochs as numeric)."""
+    values = row._mapping
+    return {
+        name: float(values[name]) if name == "duration_sum" else int(values[name]) for name in SUMS
+    }
+
+
+def _add(session: Session, groups: Sequence[Row[Any]]) -> None:
+    """Add each group's sums to its run_rollups row, creating the rows that are missing."""
+    keys = [tuple(group[:3]) for group in groups]
+    stored = {
+        (row.pipeline_id, row.status, row.trigger_kind): row
+        for row in session.scalars(
+            select(RunRollup).where(
+                tuple_(RunRollup.pipeline_id, RunRollup.status, RunRollup.trigger_kind).in_(keys)
+            )
+        )
+    }
+    new: list[dict[str, Any]] = []
+    for key, group in zip(keys, groups, strict=True):
+        sums = as_numbers(group)
+        row = stored.get(key)
+        if row is None:
+            new.append(dict(zip(KEY, key, strict=True)) | sums)
+            continue
+        for name, value in sums.items():
+            setattr(row, name, getattr(row, name) + value)
+    if new:
+        session.execute(insert(RunRollup), new)
+    session.flush()
