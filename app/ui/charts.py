@@ -11,8 +11,9 @@ from dataclasses import dataclass
 
 from markupsafe import Markup, escape
 
-WIDTH, HEIGHT = 640, 260
-LEFT, RIGHT, TOP, BOTTOM = 64, 96, 16, 48
+WIDTH, HEIGHT = 540, 260
+LEFT, RIGHT, TOP, BOTTOM = 64, 108, 16, 48
+MAX_X_LABELS = 6
 Y_TICKS = 5
 
 
@@ -90,7 +91,7 @@ def _y_axis(y: _Scale) -> list[str]:
 def _x_axis(x: _Scale, ticks: Sequence[tuple[float, str]]) -> list[str]:
     base = HEIGHT - BOTTOM
     out = [f'<line class="axis" x1="{LEFT}" y1="{base}" x2="{WIDTH - RIGHT}" y2="{base}"/>']
-    step = max(1, len(ticks) // 8)  # at most ~8 labels, so they never overlap
+    step = -(-len(ticks) // MAX_X_LABELS)  # a few labels, so they never overlap
     for value, label in list(ticks)[::step]:
         at = x(value)
         out.append(f'<line class="axis" x1="{at}" y1="{base}" x2="{at}" y2="{base + 4}"/>')

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from markupsafe import Markup
 from sqlalchemy.orm import Session
@@ -189,7 +189,7 @@ def _metric_charts(session: Session, pipeline: Pipeline, spec: PipelineSpec) -> 
 def _observation_chart(
     metric: str, observed: list[MetricObservation], rules: list[charts.Rule]
 ) -> Markup:
-    start = observed[0].observed_at
+    start = min(o.observed_at for o in observed)
     points = [
         charts.Point(
             x=(o.observed_at - start).total_seconds(),
@@ -198,8 +198,11 @@ def _observation_chart(
         )
         for o in observed
     ]
+    span = (max(o.observed_at for o in observed) - start).total_seconds()
+    # Four evenly spaced times label the axis; observations bunch wherever they were posted.
     ticks = [
-        ((o.observed_at - start).total_seconds(), f"{o.observed_at:%m-%d %H:%M}") for o in observed
+        (span * i / 3, f"{start + timedelta(seconds=span * i / 3):%m-%d %H:%M}")
+        for i in range(4 if span else 1)
     ]
     return charts.render(
         charts.Chart(
