@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from app import __version__
 from app.api.deps import Services
@@ -27,6 +28,7 @@ from app.core.db import make_engine, make_session_factory
 from app.core.limits import BodyLimitMiddleware, Limit, limit_by_path
 from app.core.problems import install_problem_handlers
 from app.core.redact import redact_url_logs
+from app.core.request_id import RequestIdMiddleware
 from app.core.settings import Settings, get_settings
 from app.execution import recovery
 from app.execution.env import WorkerEnv
@@ -146,6 +148,14 @@ def _templates(app: FastAPI) -> list[str]:
     return [*app.openapi()["paths"], *own]
 
 
+class MlopsApp(FastAPI):
+    """FastAPI with the request id outermost: outside even the server-error handler, so a
+    500 carries X-Request-ID too (add_middleware can only add inside that handler)."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RequestIdMiddleware(super().build_middleware_stack())
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The ASGI app; the database must already be migrated (`mlops db upgrade`)."""
     services = build_services(settings or get_settings())
@@ -163,7 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await asyncio.to_thread(stop, services)
 
-    app = FastAPI(
+    app = MlopsApp(
         title="mlops",
         version=__version__,
         description="A retraining control plane: pipelines, runs, model registry, promotion.",

@@ -49,19 +49,13 @@ class Server:
             **({"MLOPS_DATABASE_URL": database_url} if database_url else {}),
             **env,
         }
+        # What starts `mlops`: the checkout's module by default.
+        self.command = [sys.executable, "-m", "app.cli.main"]
         self.process: subprocess.Popen[bytes] | None = None
         self.log = workdir / "server.log"
 
     def start(self, timeout: float = 60) -> Server:
-        command = [
-            sys.executable,
-            "-m",
-            "app.cli.main",
-            "serve",
-            "--port",
-            str(self.port),
-            *self.args,
-        ]
+        command = [*self.command, "serve", "--port", str(self.port), *self.args]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 command, cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT

@@ -8,7 +8,7 @@ from importlib import resources
 
 import yaml
 
-from app.core import migrate
+from app.core import logs, migrate
 from app.core.db import make_engine, make_session_factory, unit_of_work
 from app.core.settings import Settings
 from app.pipelines import service as pipelines
@@ -44,16 +44,12 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool) -> None:
 
     from app.main import create_app
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # APScheduler logs every job it runs at INFO; runs have their own records.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    log_config = logs.configure(settings.log_format)
     upgrade_database(settings)
     if demo:
         load_demo(settings)
     app = create_app(settings)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    uvicorn.run(app, host=host, port=port, log_level="info", log_config=log_config)
     if app.state.services.executor.executing():
         # Runs still training were marked interrupted at shutdown; do not wait for their
         # threads (the interpreter would join them), exit now.

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     shutdown_grace_s: float = Field(default=30.0, ge=0)
     heartbeat_s: float = Field(default=10.0, gt=0)
     public_url: str = "http://127.0.0.1:8000"
+    # text: lines for people; json: one JSON object a line, for log search.
+    log_format: Literal["text", "json"] = "text"
     webhook_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1)
     # A repeated delivery key within this window gets the first answer; later it is new.
     webhook_idempotency_s: float = Field(default=86400.0, gt=0)

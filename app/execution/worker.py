@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, lazyload
 
+from app.core import logs
 from app.core.db import after_commit, read_only_unit, unit_of_work
 from app.core.errors import DomainError, StoredSpecInvalid
 from app.core.time import utcnow
@@ -47,9 +48,18 @@ class Ending:
 
 def execute(run_id: int, env: WorkerEnv) -> None:
     """Run `run_id` to its end; never raises, never leaves it running."""
-    state = _claim(run_id, env)
-    if state is None:
-        return
+    # Every log line of the run carries its id and pipeline (MLOPS_LOG_FORMAT=json fields).
+    with logs.bound(run_id=run_id):
+        state = _claim(run_id, env)
+        if state is None:
+            return
+        with logs.bound(pipeline=state.pipeline_name):
+            _walk(state, env)
+
+
+def _walk(state: RunState, env: WorkerEnv) -> None:
+    """Take the run through its steps, then record how it ended."""
+    log.info("run %s started", state.run_id)
     step_name = STEPS[0][0]
     finished: tuple[str, str] | None = None
     try:
@@ -60,10 +70,12 @@ def execute(run_id: int, env: WorkerEnv) -> None:
     except EXPECTED as exc:
         ending = _ending_for(exc)
     except Exception as exc:
-        log.exception("run %s: unexpected error in step %s", run_id, step_name)
+        log.exception("run %s: unexpected error in step %s", state.run_id, step_name)
         message = f"Unexpected error in step {step_name}: {type(exc).__name__}: {exc}"
         ending = Ending(t.FAILED, message, "failed", message)
     _finish(state, env, step_name, ending)
+    detail = f" in {step_name}: {ending.error}" if ending.error else ""
+    log.info("run %s ended %s%s", state.run_id, ending.status, detail)
 
 
 def _ending_for(exc: Exception) -> Ending:
