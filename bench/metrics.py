@@ -26,13 +26,12 @@ if not __package__:  # run as a script: make `bench` importable from the reposit
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
-from sqlalchemy import create_engine, false, func, select
+from sqlalchemy import create_engine, select
 
 from app.pipelines.models import Pipeline
 from app.runs.models import Run
-from app.runs.transitions import TERMINAL
 from bench.harness import BenchError
-from bench.seed import create_pg_database, drop_pg_database, seed
+from bench.seed import create_pg_database, drop_pg_database, seed, wait_rolled_up
 from bench.triggers_server import Server
 
 TARGET_MS = 20.0
@@ -88,7 +87,7 @@ def scrape_figures(server: Server, url: str, scrapes: int) -> dict[str, Any]:
     with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=600) as client:
         # Before the first roll-up tick (10 s after start): every run is aggregated live.
         unrolled = [_timed(client, "/metrics") for _ in range(3)]
-        caught_up_s = _wait_rolled_up(url)
+        caught_up_s = wait_rolled_up(url)
         healthz, metrics = [], []
         for _ in range(5):
             _timed(client, "/healthz"), _timed(client, "/metrics")  # warm
@@ -117,22 +116,6 @@ def _timed(client: httpx.Client, path: str) -> float:
 
 def _p90(values: list[float]) -> float:
     return statistics.quantiles(values, n=10)[-1]
-
-
-def _wait_rolled_up(url: str, timeout_s: float = 900) -> float:
-    """Seconds from now until the roll-up job has counted every terminal run."""
-    engine = create_engine(url)
-    began = time.perf_counter()
-    pending = select(func.count()).where(Run.rolled_up == false(), Run.status.in_(TERMINAL))
-    try:
-        while time.perf_counter() - began < timeout_s:
-            with engine.connect() as connection:
-                if not connection.scalar(pending):
-                    return time.perf_counter() - began
-            time.sleep(0.5)
-    finally:
-        engine.dispose()
-    raise BenchError(f"the roll-up job had not caught up after {timeout_s:g} s")
 
 
 def old_scrape_ms(url: str) -> float:

@@ -5,12 +5,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 from sqlalchemy.orm import Session
 
-from app.api.deps import AdminDep, OperatorDep, ReadSessionDep, ServicesDep, SessionDep, ViewerDep
+from app.api.deps import (
+    AdminDep,
+    OperatorDep,
+    ReadSessionDep,
+    ServicesDep,
+    SessionDep,
+    ViewerDep,
+    read_in_thread,
+)
 from app.auth import audit
 from app.auth.roles import Actor
 from app.core.db import MAX_OFFSET, after_commit
 from app.core.time import utcnow
-from app.pipelines import masking, service
+from app.pipelines import masking, service, views
 from app.pipelines.models import Pipeline
 from app.pipelines.parsing import decode_body, parse_spec
 from app.pipelines.schemas import (
@@ -89,19 +97,30 @@ STALE_SPEC: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("", responses=STALE_SPEC)
-def list_pipelines(
-    viewer: ViewerDep, session: ReadSessionDep, limit: Limit = 100, offset: Offset = 0
-) -> Page[PipelineRead]:
+# The read routes below return their JSON already rendered (memoised per stored row, see
+# pipelines.views): response_model only documents it.
+@router.get("", responses=STALE_SPEC, response_model=Page[PipelineRead])
+async def list_pipelines(
+    viewer: ViewerDep, services: ServicesDep, limit: Limit = 100, offset: Offset = 0
+) -> Response:
     """All pipelines, by name."""
-    rows, total = service.list_page(session=session, limit=limit, offset=offset)
-    return Page(items=[_read(p) for p in rows], total=total, limit=limit, offset=offset)
+    return _json(
+        await read_in_thread(
+            services, lambda session: views.page_json(session=session, limit=limit, offset=offset)
+        )
+    )
 
 
-@router.get("/{name}", responses=STALE_SPEC)
-def get_pipeline(name: str, viewer: ViewerDep, session: ReadSessionDep) -> PipelineRead:
+@router.get("/{name}", responses=STALE_SPEC, response_model=PipelineRead)
+async def get_pipeline(name: str, viewer: ViewerDep, services: ServicesDep) -> Response:
     """One pipeline and its spec."""
-    return _read(service.get(session=session, name=name))
+    return _json(
+        await read_in_thread(services, lambda session: views.one_json(session=session, name=name))
+    )
+
+
+def _json(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
 
 
 # Tells `mlops pipeline apply` what a PUT did, so re-applying the same spec says "unchanged".
@@ -222,7 +241,8 @@ def pipeline_schedule(
     return ScheduleRead(next_runs=upcoming, paused=pipeline.paused)
 
 
-@router.get("/{name}/status", responses=STALE_SPEC)
-def pipeline_status(name: str, viewer: ViewerDep, session: ReadSessionDep) -> PipelineStatus:
+@router.get("/{name}/status", responses=STALE_SPEC, response_model=PipelineStatus)
+async def pipeline_status(name: str, viewer: ViewerDep, services: ServicesDep) -> Response:
     """Status, last run, error, production version and the active run."""
-    return status_of(session=session, pipeline=service.get(session=session, name=name))
+    found = await read_in_thread(services, lambda session: status_of(session=session, name=name))
+    return _json(found.model_dump_json().encode())

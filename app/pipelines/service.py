@@ -26,8 +26,13 @@ def get(*, session: Session, name: str) -> Pipeline:
     """The pipeline called `name`, or NotFound."""
     pipeline = find(session=session, name=name)
     if pipeline is None:
-        raise NotFound(f"Pipeline {_shown(name)} does not exist")
+        raise missing(name)
     return pipeline
+
+
+def missing(name: str) -> NotFound:
+    """The error for a pipeline `name` that does not exist."""
+    return NotFound(f"Pipeline {_shown(name)} does not exist")
 
 
 def find(*, session: Session, name: str) -> Pipeline | None:

@@ -1,0 +1,82 @@
+"""Pipelines as GET responses show them, memoised on the stored values they are made from.
+
+Parsing a stored spec, masking its secrets and rendering it as JSON cost far more than reading
+the row. Each memo here is keyed on the row's own columns as read in the same request (the
+spec's stored JSON text among them) and is a pure function of that key, so a hit returns
+exactly what computing afresh would: a change made through any replica changes the key.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from functools import lru_cache
+
+from sqlalchemy import Integer, Row, Text, bindparam, cast, func, select
+from sqlalchemy.orm import Session
+
+from app.pipelines import masking
+from app.pipelines.models import Pipeline
+from app.pipelines.schemas import PipelineRead
+from app.pipelines.service import missing, parse_stored
+from app.spec.schema import SLUG, PipelineSpec
+
+MEMO_SIZE = 4096
+# The spec as the database keeps it: the memo key, and what a miss parses.
+SPEC_TEXT = cast(Pipeline.spec, Text).label("spec_text")
+READ_COLUMNS = (Pipeline.name, Pipeline.paused, Pipeline.created_at, Pipeline.updated_at, SPEC_TEXT)
+# Built once: constructing a statement costs more than running one of these.
+ONE = select(*READ_COLUMNS).where(Pipeline.name == bindparam("name"))
+PAGE = (
+    select(*READ_COLUMNS)
+    .order_by(Pipeline.name)
+    .limit(bindparam("limit", type_=Integer))
+    .offset(bindparam("offset", type_=Integer))
+)
+COUNT = select(func.count()).select_from(Pipeline)
+
+
+@lru_cache(maxsize=MEMO_SIZE)
+def spec_from_text(name: str, text: str) -> PipelineSpec:
+    """Pipeline `name`'s stored spec (its JSON text) as a model; shared: never mutate it."""
+    return parse_stored(name, json.loads(text))
+
+
+@lru_cache(maxsize=MEMO_SIZE)
+def _read_json(
+    name: str, paused: bool, created_at: datetime, updated_at: datetime, spec_text: str
+) -> bytes:
+    spec = spec_from_text(name, spec_text)
+    read = PipelineRead(
+        name=name,
+        description=spec.description,
+        paused=paused,
+        spec=masking.masked(spec),
+        created_at=created_at,
+        updated_at=updated_at,
+    )
+    return read.model_dump_json().encode()
+
+
+def read_json(row: Row[str, bool, datetime, datetime, str]) -> bytes:
+    """The PipelineRead JSON of a row of READ_COLUMNS."""
+    return _read_json(row.name, row.paused, row.created_at, row.updated_at, row.spec_text)
+
+
+def one_json(*, session: Session, name: str) -> bytes:
+    """GET /pipelines/{name}'s body; NotFound if there is no such pipeline."""
+    row = None
+    if SLUG.fullmatch(name):
+        row = session.execute(ONE, {"name": name}).one_or_none()
+    if row is None:
+        raise missing(name)
+    return read_json(row)
+
+
+def page_json(*, session: Session, limit: int, offset: int) -> bytes:
+    """GET /pipelines' body: pipelines by name, one page, and the total count."""
+    total = session.scalar(COUNT) or 0
+    rows = session.execute(PAGE, {"limit": limit, "offset": offset}).all()
+    items = b",".join(read_json(row) for row in rows)
+    tail = f'],"total":{total},"limit":{limit},"offset":{offset}}}'.encode()
+    return b'{"items":[' + items + tail

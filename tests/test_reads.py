@@ -1,0 +1,106 @@
+"""Read routes answer from memos keyed on the rows they read: never stale, whichever replica
+(or whatever writer) changed the pipeline, and the next fire time moves on with the clock."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from app.core.settings import Settings
+from app.core.time import set_clock
+from app.main import create_app
+from tests.conftest import TestClient
+from tests.factories import pipeline_spec
+
+API = "/api/v1"
+NAME = "retrain-customer-model"
+HOURLY = [{"kind": "cron", "schedule": "15 * * * *", "timezone": "UTC"}]
+
+
+@pytest.fixture
+def replica(settings: Settings) -> Iterator[TestClient]:
+    """A second app on the same database: another replica."""
+    with TestClient(create_app(settings)) as other:
+        yield other
+
+
+@pytest.fixture
+def clock() -> Iterator[list[datetime]]:
+    now = [datetime(2026, 3, 1, 10, 0, tzinfo=UTC)]
+    set_clock(lambda: now[0])
+    yield now
+    set_clock(None)
+
+
+def test_a_change_through_another_replica_shows_at_once(client: Any, replica: Any) -> None:
+    client.post(f"{API}/pipelines", json=pipeline_spec(description="before"))
+    assert client.get(f"{API}/pipelines/{NAME}").json()["description"] == "before"
+    assert client.get(f"{API}/pipelines").json()["items"][0]["description"] == "before"
+    replica.put(f"{API}/pipelines/{NAME}", json=pipeline_spec(description="after"))
+    replica.post(f"{API}/pipelines/{NAME}/pause")
+    one = client.get(f"{API}/pipelines/{NAME}").json()
+    assert (one["description"], one["paused"]) == ("after", True)
+    assert client.get(f"{API}/pipelines").json()["items"] == [one]
+    assert client.get(f"{API}/pipelines/{NAME}/status").json()["status"] == "paused"
+
+
+def test_a_spec_changed_in_the_database_alone_shows_at_once(client: Any, database_url: str) -> None:
+    client.post(f"{API}/pipelines", json=pipeline_spec(description="before"))
+    client.get(f"{API}/pipelines/{NAME}")
+    engine = create_engine(database_url)
+    with engine.begin() as connection:  # no generation bump, no updated_at: only the spec
+        stored = connection.execute(text("SELECT spec FROM pipelines")).scalar_one()
+        document = json.loads(stored) if isinstance(stored, str) else stored
+        edited = json.dumps({**document, "description": "edited"})
+        value = "CAST(:spec AS JSON)" if connection.dialect.name == "postgresql" else ":spec"
+        connection.execute(text(f"UPDATE pipelines SET spec = {value}"), {"spec": edited})
+    engine.dispose()
+    assert client.get(f"{API}/pipelines/{NAME}").json()["description"] == "edited"
+    assert client.get(f"{API}/pipelines").json()["items"][0]["description"] == "edited"
+
+
+def test_next_run_moves_on_with_the_clock(client: Any, clock: list[datetime]) -> None:
+    client.post(f"{API}/pipelines", json=pipeline_spec(triggers=HOURLY))
+    status = f"{API}/pipelines/{NAME}/status"
+    assert client.get(status).json()["next_run_at"] == "2026-03-01T10:15:00+00:00"
+    clock[0] += timedelta(minutes=14, seconds=59)
+    assert client.get(status).json()["next_run_at"] == "2026-03-01T10:15:00+00:00"
+    clock[0] += timedelta(seconds=1)  # at the tick: the next one is an hour on
+    assert client.get(status).json()["next_run_at"] == "2026-03-01T11:15:00+00:00"
+    clock[0] -= timedelta(hours=2)  # set back to 08:15: answered afresh too
+    assert client.get(status).json()["next_run_at"] == "2026-03-01T09:15:00+00:00"
+
+
+def test_a_schedule_changed_through_another_replica_moves_next_run(
+    client: Any, replica: Any, clock: list[datetime]
+) -> None:
+    client.post(f"{API}/pipelines", json=pipeline_spec(triggers=HOURLY))
+    status = f"{API}/pipelines/{NAME}/status"
+    assert client.get(status).json()["next_run_at"] == "2026-03-01T10:15:00+00:00"
+    daily = [{"kind": "cron", "schedule": "0 6 * * *", "timezone": "UTC"}]
+    replica.put(f"{API}/pipelines/{NAME}", json=pipeline_spec(triggers=daily))
+    assert client.get(status).json()["next_run_at"] == "2026-03-02T06:00:00+00:00"
+
+
+def test_read_shapes_match_their_schemas(client: Any) -> None:
+    client.post(f"{API}/pipelines", json=pipeline_spec())
+    run = client.post(f"{API}/pipelines/{NAME}/runs").json()
+    schema = client.get("/openapi.json").json()["components"]["schemas"]
+    shapes = {
+        f"{API}/pipelines/{NAME}": "PipelineRead",
+        f"{API}/pipelines/{NAME}/status": "PipelineStatus",
+        f"{API}/runs/{run['id']}": "RunRead",
+    }
+    for path, name in shapes.items():
+        response = client.get(path)
+        assert response.headers["content-type"] == "application/json"
+        assert set(response.json()) == set(schema[name]["properties"]), path
+    listed = client.get(f"{API}/pipelines").json()
+    assert set(listed) == {"items", "total", "limit", "offset"}
+    assert listed["items"][0] == client.get(f"{API}/pipelines/{NAME}").json()
+    assert client.get(f"{API}/runs/{run['id']}").json()["steps"][0]["name"] == "load_data"
