@@ -9,6 +9,7 @@ from app.api.deps import AdminDep, OperatorDep, ReadSessionDep, ServicesDep, Ses
 from app.auth import audit
 from app.auth.roles import Actor
 from app.core.db import MAX_OFFSET, after_commit
+from app.core.errors import Conflict
 from app.core.time import utcnow
 from app.pipelines import masking, service
 from app.pipelines.models import Pipeline
@@ -20,6 +21,7 @@ from app.pipelines.schemas import (
     PipelineStatus,
     ScheduleRead,
 )
+from app.registry.purge import purge_artifacts
 from app.runs import service as runs
 from app.spec.schema import PipelineSpec
 from app.status.service import status_of
@@ -49,6 +51,8 @@ async def _spec_from(request: Request, services: ServicesDep) -> PipelineSpec:
 def _read(pipeline: Pipeline) -> PipelineRead:
     return PipelineRead(
         name=pipeline.name,
+        ref=service.ref_of(pipeline),
+        archived_at=pipeline.archived_at,
         description=service.spec_of(pipeline).description,
         paused=pipeline.paused,
         spec=masking.masked(service.spec_of(pipeline)),
@@ -91,17 +95,25 @@ STALE_SPEC: dict[int | str, dict[str, Any]] = {
 
 @router.get("", responses=STALE_SPEC)
 def list_pipelines(
-    viewer: ViewerDep, session: ReadSessionDep, limit: Limit = 100, offset: Offset = 0
+    viewer: ViewerDep,
+    session: ReadSessionDep,
+    limit: Limit = 100,
+    offset: Offset = 0,
+    include_archived: Annotated[
+        bool, Query(description="Also list archived (deleted) pipelines, each with its ref")
+    ] = False,
 ) -> Page[PipelineRead]:
     """All pipelines, by name."""
-    rows, total = service.list_page(session=session, limit=limit, offset=offset)
+    rows, total = service.list_page(
+        session=session, limit=limit, offset=offset, include_archived=include_archived
+    )
     return Page(items=[_read(p) for p in rows], total=total, limit=limit, offset=offset)
 
 
 @router.get("/{name}", responses=STALE_SPEC)
 def get_pipeline(name: str, viewer: ViewerDep, session: ReadSessionDep) -> PipelineRead:
-    """One pipeline and its spec."""
-    return _read(service.get(session=session, name=name))
+    """One pipeline and its spec (an archived one by its ref, `name@id`)."""
+    return _read(service.get_readable(session=session, name=name))
 
 
 @router.put(
@@ -147,14 +159,37 @@ def spec_name_must_match(name: str, spec: PipelineSpec) -> None:
         raise InvalidSpec(f"name: {msg}", errors=[field_error("name", msg)])
 
 
-@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_pipeline(name: str, actor: AdminDep, session: SessionDep, services: ServicesDep) -> None:
-    """Delete a pipeline with its runs, versions and ledger (refused while a run is active)."""
+@router.delete(
+    "/{name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={409: {"description": "A run is active, or the pipeline is archived already"}},
+)
+def delete_pipeline(
+    name: str,
+    actor: AdminDep,
+    session: SessionDep,
+    services: ServicesDep,
+    purge: Annotated[
+        bool, Query(description="Also delete its model artifacts (an archived one: `name@id`)")
+    ] = False,
+) -> None:
+    """Archive a pipeline (refused while a run is active): it never runs again, its runs,
+    versions, ledger and audit stay readable, and its name is free; `purge` also deletes
+    its model artifacts."""
     after_commit(session, services.scheduler.nudge)
-    pipeline = service.get(session=session, name=name)
-    runs.ensure_idle(session=session, pipeline=pipeline)
-    service.delete(session=session, pipeline=pipeline)
-    _audit(session, actor, "pipeline.delete", name)
+    pipeline = service.get_readable(session=session, name=name)
+    if pipeline.archived_at is None:
+        runs.ensure_idle(session=session, pipeline=pipeline)
+        service.archive(session=session, pipeline=pipeline)
+        _audit(session, actor, "pipeline.delete", name, archived_as=service.ref_of(pipeline))
+    elif not purge:
+        raise Conflict(
+            f"Pipeline {name} is archived already; add ?purge=true to delete its artifacts"
+        )
+    if purge:
+        purged = purge_artifacts(session=session, pipeline=pipeline, store=services.artifacts)
+        after_commit(session, lambda: services.models.evict(pipeline.id))
+        _audit(session, actor, "pipeline.purge", service.ref_of(pipeline), versions=purged)
 
 
 @router.post("/{name}/pause")
@@ -193,7 +228,7 @@ def pipeline_schedule(
     count: Annotated[int, Query(ge=1, le=100, description="How many fire times")] = 5,
 ) -> ScheduleRead:
     """The next fire times of the pipeline's cron and interval triggers."""
-    pipeline = service.get(session=session, name=name)
+    pipeline = service.get_readable(session=session, name=name)
     spec = service.spec_of(pipeline)
     upcoming = next_runs(spec, pipeline.schedule_anchor_at, utcnow(), count)
     return ScheduleRead(next_runs=upcoming, paused=pipeline.paused)
@@ -202,4 +237,4 @@ def pipeline_schedule(
 @router.get("/{name}/status", responses=STALE_SPEC)
 def pipeline_status(name: str, viewer: ViewerDep, session: ReadSessionDep) -> PipelineStatus:
     """Status, last run, error, production version and the active run."""
-    return status_of(session=session, pipeline=service.get(session=session, name=name))
+    return status_of(session=session, pipeline=service.get_readable(session=session, name=name))

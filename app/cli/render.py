@@ -152,9 +152,13 @@ def pipelines_table(items: list[Json]) -> Table:
     table = _table("Name", "State", "Source", "Model", "Triggers", "Updated")
     for item in items:
         spec = item["spec"]
+        if item.get("archived_at"):
+            state = Text("archived", style="dim")
+        else:
+            state = Text("paused", style="yellow") if item["paused"] else Text("active")
         table.add_row(
-            item["name"],
-            Text("paused", style="yellow") if item["paused"] else "active",
+            item.get("ref") or item["name"],
+            state,
             describe_source(spec["source"]),
             short_class(spec["model"]["estimator"]),
             describe_triggers(spec.get("triggers") or []),

@@ -17,6 +17,8 @@ class Run(Base):
         UniqueConstraint("pipeline_id", "fire_key"),
         # 'active' and 'waiting' slots: the database enforces the concurrency policy.
         UniqueConstraint("pipeline_id", "slot"),
+        # Ids are never reused, also on SQLite (AUTOINCREMENT): GET /runs/{id} names one run.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
