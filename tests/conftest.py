@@ -123,6 +123,8 @@ def _empty(connection: Connection, tables: list[Table]) -> None:
         return
     for table in tables:
         connection.execute(table.delete())
+    # AUTOINCREMENT tables remember their highest id; each test starts from 1 again.
+    connection.execute(text("DELETE FROM sqlite_sequence"))
 
 
 @pytest.fixture(params=BACKENDS)

@@ -3,6 +3,7 @@ the exit codes (0 ok, 1 the server said no, 2 no server or bad usage), and `-o j
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -433,6 +434,27 @@ class TestPromotion:
         promoted = cli.json("model", "promote", "promo", "2", "--reason", "fixed upstream")
         assert (promoted["to_version"], promoted["reason"]) == (2, "fixed upstream")
         assert stages(cli)[2] == "production"
+
+    def test_a_rejected_version_is_promoted_only_with_force_and_a_reason(
+        self, cli: Cli, workdir: Path
+    ) -> None:
+        frame = pd.read_csv(io.StringIO(churn_csv()))
+        frame["churned"] = np.random.default_rng(3).permutation(frame["churned"].to_numpy())
+        frame.to_csv(workdir / "scrambled.csv", index=False)
+        cli.apply("forced", source={"kind": "csv", "path": "scrambled.csv"})
+        assert cli.json("pipeline", "trigger", "forced", "--wait")["status"] == "rejected"
+
+        refused = cli("model", "promote", "forced", "1", "--reason", "ship it")
+        assert refused.returncode == 1
+        assert "was rejected by its gate: Evaluation gate:" in refused.stderr
+        assert "--force --reason" in refused.stderr
+        no_reason = cli("model", "promote", "forced", "1", "--force")
+        assert no_reason.returncode == 2
+        assert "--force needs --reason" in no_reason.stderr
+
+        forced = cli.ok("model", "promote", "forced", "1", "--force", "--reason", "known noise")
+        assert forced.splitlines()[0] == "Pipeline forced: promoted v1 (was no model)"
+        assert forced.splitlines()[1].startswith("Gate overridden: Evaluation gate: candidate")
 
 
 def stages(cli: Cli) -> dict[int, str]:

@@ -258,7 +258,9 @@ def test_a_refused_production_model_does_not_run_in_the_next_training_run(
 
     run = wait_for_run(client, client.post(f"{BASE}/runs").json()["id"])
 
-    assert run["status"] == "awaiting_approval"
+    # The gate fails closed: production that cannot be loaded is no evidence either way.
+    assert run["status"] == "rejected"
+    assert run["error"].startswith("Evaluation gate: production version 1 could not be scored")
     assert "holds untrusted types: os.system" in run["metrics"]["production_note"]
     assert not marker.exists()
 
@@ -311,7 +313,7 @@ def plant(settings: Settings, version: int, data: bytes) -> None:
     write access to both the artifact store and the database would."""
     import hashlib
 
-    path = settings.resolved_artifact_dir / NAME / f"v{version}.skops"
+    [path] = settings.resolved_artifact_dir.glob(f"{NAME}@*/v{version}.skops")
     path.write_bytes(data)
     engine = create_engine(str(settings.database_url))
     with engine.begin() as connection:

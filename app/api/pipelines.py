@@ -17,6 +17,7 @@ from app.api.deps import (
 from app.auth import audit
 from app.auth.roles import Actor
 from app.core.db import MAX_OFFSET, after_commit
+from app.core.errors import Conflict
 from app.core.time import utcnow
 from app.pipelines import masking, service, views
 from app.pipelines.models import Pipeline
@@ -28,6 +29,7 @@ from app.pipelines.schemas import (
     PipelineStatus,
     ScheduleRead,
 )
+from app.registry.purge import purge_artifacts
 from app.runs import service as runs
 from app.spec.schema import PipelineSpec
 from app.status.service import status_of
@@ -57,6 +59,8 @@ async def _spec_from(request: Request, services: ServicesDep) -> PipelineSpec:
 def _read(pipeline: Pipeline) -> PipelineRead:
     return PipelineRead(
         name=pipeline.name,
+        ref=service.ref_of(pipeline),
+        archived_at=pipeline.archived_at,
         description=service.spec_of(pipeline).description,
         paused=pipeline.paused,
         spec=masking.masked(service.spec_of(pipeline)),
@@ -101,19 +105,28 @@ STALE_SPEC: dict[int | str, dict[str, Any]] = {
 # pipelines.views): response_model only documents it.
 @router.get("", responses=STALE_SPEC, response_model=Page[PipelineRead])
 async def list_pipelines(
-    viewer: ViewerDep, services: ServicesDep, limit: Limit = 100, offset: Offset = 0
+    viewer: ViewerDep,
+    services: ServicesDep,
+    limit: Limit = 100,
+    offset: Offset = 0,
+    include_archived: Annotated[
+        bool, Query(description="Also list archived (deleted) pipelines, each with its ref")
+    ] = False,
 ) -> Response:
     """All pipelines, by name."""
     return _json(
         await read_in_thread(
-            services, lambda session: views.page_json(session=session, limit=limit, offset=offset)
+            services,
+            lambda session: views.page_json(
+                session=session, limit=limit, offset=offset, include_archived=include_archived
+            ),
         )
     )
 
 
 @router.get("/{name}", responses=STALE_SPEC, response_model=PipelineRead)
 async def get_pipeline(name: str, viewer: ViewerDep, services: ServicesDep) -> Response:
-    """One pipeline and its spec."""
+    """One pipeline and its spec (an archived one by its ref, `name@id`)."""
     return _json(
         await read_in_thread(services, lambda session: views.one_json(session=session, name=name))
     )
@@ -186,14 +199,37 @@ def spec_name_must_match(name: str, spec: PipelineSpec) -> None:
         raise InvalidSpec(f"name: {msg}", errors=[field_error("name", msg)])
 
 
-@router.delete("/{name}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_pipeline(name: str, actor: AdminDep, session: SessionDep, services: ServicesDep) -> None:
-    """Delete a pipeline with its runs, versions and ledger (refused while a run is active)."""
+@router.delete(
+    "/{name}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={409: {"description": "A run is active, or the pipeline is archived already"}},
+)
+def delete_pipeline(
+    name: str,
+    actor: AdminDep,
+    session: SessionDep,
+    services: ServicesDep,
+    purge: Annotated[
+        bool, Query(description="Also delete its model artifacts (an archived one: `name@id`)")
+    ] = False,
+) -> None:
+    """Archive a pipeline (refused while a run is active): it never runs again, its runs,
+    versions, ledger and audit stay readable, and its name is free; `purge` also deletes
+    its model artifacts."""
     after_commit(session, services.scheduler.nudge)
-    pipeline = service.get(session=session, name=name)
-    runs.ensure_idle(session=session, pipeline=pipeline)
-    service.delete(session=session, pipeline=pipeline)
-    _audit(session, actor, "pipeline.delete", name)
+    pipeline = service.get_readable(session=session, name=name)
+    if pipeline.archived_at is None:
+        runs.ensure_idle(session=session, pipeline=pipeline)
+        service.archive(session=session, pipeline=pipeline)
+        _audit(session, actor, "pipeline.delete", name, archived_as=service.ref_of(pipeline))
+    elif not purge:
+        raise Conflict(
+            f"Pipeline {name} is archived already; add ?purge=true to delete its artifacts"
+        )
+    if purge:
+        purged = purge_artifacts(session=session, pipeline=pipeline, store=services.artifacts)
+        after_commit(session, lambda: services.models.evict(pipeline.id))
+        _audit(session, actor, "pipeline.purge", service.ref_of(pipeline), versions=purged)
 
 
 @router.post("/{name}/pause")
@@ -235,7 +271,7 @@ def pipeline_schedule(
     count: Annotated[int, Query(ge=1, le=100, description="How many fire times")] = 5,
 ) -> ScheduleRead:
     """The next fire times of the pipeline's cron and interval triggers."""
-    pipeline = service.get(session=session, name=name)
+    pipeline = service.get_readable(session=session, name=name)
     spec = service.spec_of(pipeline)
     upcoming = next_runs(spec, pipeline.schedule_anchor_at, utcnow(), count)
     return ScheduleRead(next_runs=upcoming, paused=pipeline.paused)

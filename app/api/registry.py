@@ -19,6 +19,7 @@ from app.registry.schemas import (
     PredictResponse,
     PromoteRequest,
     PromotionRead,
+    RollbackRequest,
 )
 from app.registry.serving import LoadedModel
 
@@ -28,7 +29,7 @@ router = APIRouter(prefix="/pipelines/{name}", tags=["models"])
 @router.get("/models")
 def list_models(name: str, viewer: ViewerDep, session: ReadSessionDep) -> list[ModelVersionRead]:
     """Every model version, newest first."""
-    pipeline = pipelines.get(session=session, name=name)
+    pipeline = pipelines.get_readable(session=session, name=name)
     return [
         ModelVersionRead.model_validate(v)
         for v in service.list_versions(session=session, pipeline=pipeline)
@@ -40,7 +41,7 @@ def get_model(
     name: str, version: int, viewer: ViewerDep, session: ReadSessionDep
 ) -> ModelVersionRead:
     """One model version: metrics, params, data fingerprint, stage."""
-    pipeline = pipelines.get(session=session, name=name)
+    pipeline = pipelines.get_readable(session=session, name=name)
     return ModelVersionRead.model_validate(
         service.get(session=session, pipeline=pipeline, version=version)
     )
@@ -51,8 +52,13 @@ def get_artifact(
     name: str, version: int, viewer: ViewerDep, session: ReadSessionDep, services: ServicesDep
 ) -> FileResponse:
     """The version's artifact file (skops), verified against its sha256 first."""
-    pipeline = pipelines.get(session=session, name=name)
+    pipeline = pipelines.get_readable(session=session, name=name)
     row = service.get(session=session, pipeline=pipeline, version=version)
+    if row.artifact_purged_at is not None:
+        raise NotFound(
+            f"Version {version} of {pipelines.ref_of(pipeline)}: its artifact was purged "
+            f"at {row.artifact_purged_at.isoformat()}"
+        )
     services.artifacts.read_verified(row.artifact_uri, row.sha256)
     return FileResponse(
         services.artifacts.path(row.artifact_uri),
@@ -62,12 +68,23 @@ def get_artifact(
     )
 
 
-def _request(services: Services, actor: Actor, reason: str) -> promotion.Request:
-    return promotion.manual_request(settings=services.settings, actor=actor, reason=reason)
+def _request(
+    services: Services, actor: Actor, reason: str, force: bool = False
+) -> promotion.Request:
+    return promotion.manual_request(
+        settings=services.settings, actor=actor, reason=reason, force=force
+    )
 
 
 @router.post(
-    "/models/{version}/promote", responses={502: {"description": "The deploy target refused"}}
+    "/models/{version}/promote",
+    responses={
+        409: {
+            "description": "A gate rejected the version (send force and a reason), or it "
+            "is already in production"
+        },
+        502: {"description": "The deploy target refused"},
+    },
 )
 def promote_model(
     name: str,
@@ -76,13 +93,13 @@ def promote_model(
     services: ServicesDep,
     body: Annotated[PromoteRequest | None, Body()] = None,
 ) -> PromotionRead:
-    """Make a version the production model (runs the deploy target first)."""
+    """Make a version the production model (runs the deploy target first); a version a gate
+    rejected needs `force` and a reason."""
     reason = (
         body.reason if body and body.reason else None
     ) or f"manual promotion of version {version}"
-    return promotion.promote(
-        services.factory, name=name, version=version, request=_request(services, actor, reason)
-    )
+    request = _request(services, actor, reason, force=bool(body and body.force))
+    return promotion.promote(services.factory, name=name, version=version, request=request)
 
 
 @router.post("/rollback", responses={502: {"description": "The deploy target refused"}})
@@ -90,7 +107,7 @@ def rollback_model(
     name: str,
     actor: OperatorDep,
     services: ServicesDep,
-    body: Annotated[PromoteRequest | None, Body()] = None,
+    body: Annotated[RollbackRequest | None, Body()] = None,
 ) -> PromotionRead:
     """Return production to the version that was live before the current one."""
     reason = (body.reason if body and body.reason else None) or "manual rollback"
@@ -102,7 +119,7 @@ def rollback_model(
 @router.get("/promotions")
 def list_promotions(name: str, viewer: ViewerDep, session: ReadSessionDep) -> list[PromotionRead]:
     """The promotion ledger, newest first."""
-    pipeline = pipelines.get(session=session, name=name)
+    pipeline = pipelines.get_readable(session=session, name=name)
     return [
         PromotionRead.model_validate(p) for p in service.ledger(session=session, pipeline=pipeline)
     ]

@@ -25,7 +25,7 @@ router = APIRouter(tags=["runs"])
 
 def _name_of(session: SessionDep, pipeline_id: int) -> str:
     pipeline = session.get(Pipeline, pipeline_id)
-    return pipeline.name if pipeline else ""
+    return pipelines.ref_of(pipeline) if pipeline else ""
 
 
 @router.post(
@@ -64,10 +64,10 @@ def list_runs(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> Page[RunRead]:
-    """Run history, newest first."""
-    pipeline = pipelines.get(session=session, name=name)
+    """Run history, newest first (an archived pipeline's by its ref, `name@id`)."""
+    pipeline = pipelines.get_readable(session=session, name=name)
     rows, total = service.list_page(session=session, pipeline=pipeline, limit=limit, offset=offset)
-    items = [service.to_read(run, pipeline.name) for run in rows]
+    items = [service.to_read(run, pipelines.ref_of(pipeline)) for run in rows]
     return Page(items=items, total=total, limit=limit, offset=offset)
 
 

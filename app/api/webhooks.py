@@ -88,7 +88,7 @@ def _accept(
 ) -> Answer:
     return service.accept(
         session=session,
-        pipeline=pipelines.get(session=session, name=name),
+        pipeline=pipelines.get_live(session=session, name=name),
         body=body,
         headers=headers,
         settings=services.settings,

@@ -33,6 +33,8 @@ class AuditEntry(Base):
     """Append-only: who did what to which resource, and when. Never holds a secret."""
 
     __tablename__ = "audit_log"
+    # Ids are never reused, also on SQLite (AUTOINCREMENT): an id names one entry for ever.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -108,6 +108,9 @@ class Client:
     def post(self, path: str, *, body: Any = None, headers: dict[str, str] | None = None) -> Any:
         return self.json(self.request("POST", path, json=body, headers=headers))
 
+    def delete(self, path: str, *, params: dict[str, Any] | None = None) -> None:
+        self.request("DELETE", path, params=params)
+
     def json(self, response: httpx.Response) -> Any:
         """The body as JSON; anything else means the URL is not an mlops server."""
         try:

@@ -35,13 +35,19 @@ def promote(
     name: Name,
     version: Annotated[int, typer.Argument(help="Version number", min=1)],
     reason: Reason = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Override a gate that rejected VERSION (needs --reason)")
+    ] = False,
     url: UrlOption = None,
     output: OutputOption = OutputFormat.text,
 ) -> None:
     """Make VERSION the production model (its deploy target runs first)."""
+    if force and not (reason and reason.strip()):
+        raise typer.BadParameter("--force needs --reason: say why the gate is overridden")
+    body = {**(_reason(reason) or {}), **({"force": True} if force else {})}
     with connect(url) as client:
         entry = client.post(
-            f"/pipelines/{segment(name)}/models/{version}/promote", body=_reason(reason)
+            f"/pipelines/{segment(name)}/models/{version}/promote", body=body or None
         )
     _report(name, entry, output)
 
@@ -71,3 +77,5 @@ def _report(name: str, entry: Json, output: OutputFormat) -> None:
     was = "no model" if previous is None else render.version_label(previous)
     verb = "rolled back to" if entry["action"] == "rollback" else "promoted"
     typer.echo(f"Pipeline {name}: {verb} {render.version_label(entry['to_version'])} (was {was})")
+    if entry.get("forced"):
+        typer.echo(f"Gate overridden: {entry['gate_reason']}")

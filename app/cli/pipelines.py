@@ -87,12 +87,16 @@ def _spec_name(file: Path, text: str, *, is_json: bool) -> str:
 def list_pipelines(
     limit: Annotated[int, typer.Option(min=1, max=500, help="At most this many")] = 100,
     offset: Annotated[int, typer.Option(min=0, help="Skip this many")] = 0,
+    archived: Annotated[
+        bool, typer.Option("--archived", help="Also list archived (deleted) pipelines")
+    ] = False,
     url: UrlOption = None,
     output: render.ListOutputOption = render.ListFormat.text,
 ) -> None:
     """All pipelines, by name (`-o wide` adds the source and when each last changed)."""
+    params = {"limit": limit, "offset": offset, "include_archived": archived}
     with connect(url) as client:
-        page = client.get("/pipelines", params={"limit": limit, "offset": offset})
+        page = client.get("/pipelines", params=params)
     empty = "No pipelines yet; create one with: mlops pipeline apply -f FILE"
     wide = output is render.ListFormat.wide
     table = render.wide_pipelines_table if wide else render.pipelines_table
@@ -153,6 +157,28 @@ def history(
         page = client.get(f"/pipelines/{segment(name)}/runs", params={"limit": limit})
     empty = f"Pipeline {name} has no runs yet"
     render.print_page(page, output, render.runs_table, empty=empty, noun="runs")
+
+
+@app.command("delete")
+def delete(
+    name: Annotated[str, typer.Argument(help="Pipeline name, or NAME@ID of an archived one")],
+    purge: Annotated[
+        bool, typer.Option("--purge", help="Also delete its model artifacts (admin)")
+    ] = False,
+    url: UrlOption = None,
+) -> None:
+    """Archive a pipeline: it never runs again, its history stays readable (NAME@ID)."""
+    with connect(url) as client:
+        client.delete(f"/pipelines/{segment(name)}", params={"purge": purge} if purge else None)
+        if "@" in name:  # an archived pipeline: only its artifacts could go
+            typer.echo(f"Pipeline {name}: its artifacts were purged")
+            return
+        page = client.get("/pipelines", params={"include_archived": True, "limit": 500})
+    # The one just archived: the newest archived history of this name.
+    refs = [p["ref"] for p in page["items"] if p["name"] == name and p["archived_at"]]
+    where = f" as {refs[-1]}" if refs else ""
+    purged = "; its artifacts were purged" if purge else ""
+    typer.echo(f"Pipeline {name} archived{where} (history kept, never runs again){purged}")
 
 
 @app.command("pause")

@@ -185,9 +185,13 @@ def pipelines_table(items: list[Json], *, wide: bool = False) -> Table:
         spec = item["spec"]
         source = [describe_source(spec["source"])] if wide else []
         updated = [format_time(item["updated_at"])] if wide else []
+        if item.get("archived_at"):
+            state = Text("archived", style="dim")
+        else:
+            state = Text("paused", style="yellow") if item["paused"] else Text("active")
         table.add_row(
-            item["name"],
-            Text("paused", style="yellow") if item["paused"] else "active",
+            item.get("ref") or item["name"],
+            state,
             *source,
             short_class(spec["model"]["estimator"]),
             describe_triggers(spec.get("triggers") or []),

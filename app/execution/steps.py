@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
@@ -20,6 +20,13 @@ from app.core.db import read_only_unit, unit_of_work
 from app.core.faults import crash_point
 from app.datasources.service import describe_source, load_frame
 from app.execution import compute, fitting, processes
+from app.execution.champion import (
+    ProductionScore,
+    Scoring,
+    current_version,
+    production_score,
+    unscorable,
+)
 from app.execution.env import WorkerEnv
 from app.execution.outcomes import AwaitApproval, Failed, Rejected, Stopped
 from app.registry import promotion
@@ -29,7 +36,9 @@ from app.registry.serving import LoadedModel
 from app.runs.models import Run
 from app.spec.estimators import EstimatorKind, resolve_estimator
 from app.spec.schema import PipelineSpec
-from app.training.evaluation import gate, score
+from app.training.baseline import no_skill_baseline
+from app.training.chance import chance_skill
+from app.training.evaluation import Baseline, gate, score, skill
 from app.training.fingerprint import DataFingerprint, RowHashes, fingerprint, row_hashes
 from app.training.holdout import Holdout, split_holdout
 from app.training.reference import reference_profile
@@ -37,15 +46,6 @@ from app.training.trainer import TrainedModel, feature_columns
 from app.training.validation import check_data
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ProductionScore:
-    """The production model's score on this run's holdout (None: no production or no score)."""
-
-    version: int | None
-    value: float | None
-    note: str | None
 
 
 @dataclass
@@ -71,6 +71,8 @@ class RunState:
     reference: Future[dict[str, Any]] | None = None
     production: Future[ProductionScore] | None = None
     candidate: Future[float] | None = None
+    baseline: Future[Baseline] | None = None
+    chance: Future[float | None] | None = None
     artifact: tuple[int, StoredArtifact] | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
 
@@ -110,7 +112,9 @@ def train_model(state: RunState, env: WorkerEnv) -> str:
     # run's work on the other core: scoring production on the same holdout (evaluate checks
     # that it is still production before it uses the score), hashing the data and profiling
     # it for drift triggers.
-    state.production = compute.submit(_production_score, state, env)
+    state.production = compute.submit(production_score, _scoring(state, env))
+    metric = state.spec.evaluation.metric
+    state.baseline = compute.submit(no_skill_baseline, h.y_train, h.y_test, metric, state.kind)
     state.fingerprint = compute.submit(fingerprint, frame, hashes)
     state.reference = compute.submit(reference_profile, frame, feature_columns(state.spec, frame))
     with read_only_unit(env.factory) as session:
@@ -144,32 +148,51 @@ def _fit_and_store(state: RunState, env: WorkerEnv, version: int) -> None:
         state.candidate = compute.submit(
             score, state.trained.model, h.X_test, h.y_test, metric, state.kind
         )
+        assert state.baseline is not None
+        no_skill = state.baseline.result().value
+        state.chance = compute.submit(
+            chance_skill, state.trained.model, h.X_test, h.y_test, metric, state.kind, no_skill
+        )
         # The artifact is written outside a transaction; one active run per pipeline keeps
         # the version number ours, and the unique (pipeline, version) constraint would
         # refuse it otherwise.
-        where = (env.artifacts, state.pipeline_name, version)
+        # The pipeline's id in the directory: a re-created name (a new history beside an
+        # archived one) must never overwrite the archived pipeline's files.
+        where = (env.artifacts, f"{state.pipeline_name}@{state.pipeline_id}", version)
         state.artifact = (version, child.call(fitting.store_fitted, where, stop))
 
 
 def evaluate(state: RunState, env: WorkerEnv) -> str:
     assert state.holdout is not None and state.trained is not None and state.frame is not None
-    assert state.candidate is not None
-    metric = state.spec.evaluation.metric
-    h = state.holdout
+    assert state.candidate is not None and state.baseline is not None
+    assert state.chance is not None
+    evaluation, lower_is_better = state.spec.evaluation, state.spec.lower_is_better
     candidate = state.candidate.result()  # scored while the artifact was written
+    baseline = replace(state.baseline.result(), chance=state.chance.result())
     production = _current_production_score(state, env)
-    decision = gate(candidate, production.value, state.spec.evaluation, state.spec.lower_is_better)
+    decision = gate(candidate, production.value, evaluation, lower_is_better, baseline)
+    ending, unscored = None, None
+    if decision.passed and production.error is not None:
+        decision, ending, unscored = unscorable(production, evaluation, decision)
     state.metrics = {
-        "metric": metric,
+        "metric": evaluation.metric,
         "candidate": candidate,
         "production": production.value,
-        "holdout_rows": len(h.X_test),
+        "baseline": baseline.value,
+        "baseline_strategy": baseline.strategy,
+        "skill": skill(candidate, baseline.value, evaluation.metric),
+        "chance_skill": baseline.chance,
+        "holdout_rows": len(state.holdout.X_test),
         "gate": decision.reason,
+        "gate_passed": decision.passed,
         **({"production_note": production.note} if production.note else {}),
+        **({"production_unscored": unscored} if unscored else {}),
     }
     _register_version(state, env)
     if not decision.passed:
         raise Rejected(decision.reason)
+    if ending is not None:
+        raise ending
     return decision.reason
 
 
@@ -228,35 +251,19 @@ def _hash_and_split(
     return hashes, split_holdout(frame, spec, kind, hashes)
 
 
-def _production_score(state: RunState, env: WorkerEnv) -> ProductionScore:
-    with read_only_unit(env.factory) as session:
-        ref = registry.production_ref(session=session, pipeline_id=state.pipeline_id)
-    if ref is None:
-        return ProductionScore(None, None, None)
+def _scoring(state: RunState, env: WorkerEnv) -> Scoring:
     assert state.holdout is not None
-    version, h = ref.version, state.holdout
-    try:
-        # The serving cache: production is verified and loaded once, not per run.
-        loaded = env.models.get(ref)
-        value = score(loaded.model, h.X_test, h.y_test, state.spec.evaluation.metric, state.kind)
-    except Exception as exc:
-        # A production model that cannot score the new holdout (its columns changed, say)
-        # is no evidence either way; the run says so instead of failing.
-        log.warning("production v%s could not be scored: %s", version, exc)
-        note = f"production version {version} could not score this holdout: {exc}"
-        return ProductionScore(version, None, note)
-    return ProductionScore(version, value, None)
+    metric = state.spec.evaluation.metric
+    return Scoring(env.factory, env.models, state.pipeline_id, state.holdout, metric, state.kind)
 
 
 def _current_production_score(state: RunState, env: WorkerEnv) -> ProductionScore:
     """The score taken during training, or a fresh one if production changed meanwhile."""
     assert state.production is not None
     scored = state.production.result()
-    with read_only_unit(env.factory) as session:
-        ref = registry.production_ref(session=session, pipeline_id=state.pipeline_id)
-    if (ref.version if ref else None) == scored.version:
+    if current_version(env.factory, state.pipeline_id) == scored.version:
         return scored
-    return compute.run(_production_score, state, env)
+    return compute.run(production_score, _scoring(state, env))
 
 
 def _register_version(state: RunState, env: WorkerEnv) -> None:

@@ -40,7 +40,8 @@ class DatabaseCollector(Collector):
             production = session.execute(
                 select(Pipeline.name, ModelVersion.version)
                 .join(Pipeline, Pipeline.id == ModelVersion.pipeline_id)
-                .where(ModelVersion.stage == "production")
+                # One series per name: an archived pipeline's model no longer serves.
+                .where(ModelVersion.stage == "production", Pipeline.archived_at.is_(None))
             ).all()
         runs = CounterMetricFamily(
             "mlops_runs",

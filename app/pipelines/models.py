@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String
+from sqlalchemy import Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base
@@ -12,9 +12,22 @@ from app.core.time import utcnow
 
 class Pipeline(Base):
     __tablename__ = "pipelines"
+    __table_args__ = (
+        # A name is unique among the live pipelines only: re-creating an archived pipeline's
+        # name starts a new history beside the archived one.
+        Index(
+            "uq_pipelines_live_name",
+            "name",
+            unique=True,
+            sqlite_where=text("archived_at IS NULL"),
+            postgresql_where=text("archived_at IS NULL"),
+        ),
+        # Ids are never reused, also on SQLite (AUTOINCREMENT).
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
     spec: Mapped[dict[str, Any]]
     paused: Mapped[bool] = mapped_column(default=False)
     # HMAC needs the secret itself, so it is kept (never returned after creation).
@@ -28,3 +41,5 @@ class Pipeline(Base):
     generation: Mapped[int] = mapped_column(default=1)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Deleting a pipeline archives it: its history stays readable, it never runs again.
+    archived_at: Mapped[datetime | None]

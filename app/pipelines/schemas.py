@@ -19,6 +19,10 @@ class Page(BaseModel, Generic[T]):
 
 class PipelineRead(BaseModel):
     name: str
+    ref: str = Field(description="How to address it: the name while live, `name@id` once archived")
+    archived_at: Timestamp | None = Field(
+        description="When it was deleted (archived): it never runs, its history stays"
+    )
     description: str
     paused: bool
     spec: PipelineSpec

@@ -1,7 +1,8 @@
-"""Pipelines: create, read, replace, delete, pause and resume. Functions flush, never commit."""
+"""Pipelines: create, read, replace, archive, pause and resume. Functions flush, never commit."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable
 from typing import Any
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.auth import audit
 from app.auth.roles import Actor
-from app.core.db import after_commit
+from app.core.db import MAX_ID, after_commit
 from app.core.errors import Conflict, InvalidSpec, NotFound, StoredSpecInvalid, field_error
 from app.core.problems import dotted
 from app.core.time import utcnow
@@ -21,9 +22,28 @@ from app.pipelines.models import Pipeline
 from app.spec.identity import trigger_id
 from app.spec.schema import SLUG, PipelineSpec
 
+# An archived pipeline is named `name@id` (its id, shown in its `ref`); a bare name is the
+# live pipeline of that name. The id tells apart histories that shared a name.
+REF = re.compile(r"(?P<name>[a-z0-9-]{1,64})@(?P<id>[0-9]{1,10})")
+
 
 def get(*, session: Session, name: str) -> Pipeline:
-    """The pipeline called `name`, or NotFound."""
+    """The live pipeline called `name`, or NotFound; Conflict for an archived one's ref."""
+    pipeline = find(session=session, name=name)
+    if pipeline is not None:
+        return pipeline
+    archived = _by_ref(session, name)
+    if archived is not None:
+        raise Conflict(
+            f"Pipeline {ref_of(archived)} is archived: its history stays readable, "
+            "but it never runs and cannot change"
+        )
+    raise missing(name)
+
+
+def get_live(*, session: Session, name: str) -> Pipeline:
+    """The live pipeline called `name`, or NotFound, saying nothing of archived ones (for
+    callers that have not proven who they are yet)."""
     pipeline = find(session=session, name=name)
     if pipeline is None:
         raise missing(name)
@@ -35,25 +55,63 @@ def missing(name: str) -> NotFound:
     return NotFound(f"Pipeline {_shown(name)} does not exist")
 
 
+def get_readable(*, session: Session, name: str) -> Pipeline:
+    """The live pipeline `name`, or any pipeline, archived too, by its ref `name@id`."""
+    pipeline = find(session=session, name=name) or _by_ref(session, name)
+    if pipeline is None:
+        raise missing(name)
+    return pipeline
+
+
 def find(*, session: Session, name: str) -> Pipeline | None:
-    """The pipeline called `name`, if any."""
+    """The live pipeline called `name`, if any."""
     # Only a slug can name a pipeline; anything else (a NUL byte PostgreSQL cannot even
     # compare, a 10 kB string) is answered without asking the database.
     if not SLUG.fullmatch(name):
         return None
-    return session.scalars(select(Pipeline).where(Pipeline.name == name)).one_or_none()
+    return session.scalars(
+        select(Pipeline).where(Pipeline.name == name, Pipeline.archived_at.is_(None))
+    ).one_or_none()
+
+
+def parse_ref(ref: str) -> tuple[str, int] | None:
+    """The name and id in an archived pipeline's ref `name@id`, if `ref` is one."""
+    match = REF.fullmatch(ref)
+    if match is None or not SLUG.fullmatch(match["name"]) or int(match["id"]) > MAX_ID:
+        return None
+    return match["name"], int(match["id"])
+
+
+def _by_ref(session: Session, ref: str) -> Pipeline | None:
+    parsed = parse_ref(ref)
+    pipeline = session.get(Pipeline, parsed[1]) if parsed is not None else None
+    if pipeline is None or parsed is None or pipeline.name != parsed[0]:
+        return None
+    return pipeline
+
+
+def ref_of(pipeline: Pipeline) -> str:
+    """How to address the pipeline: its name while live, `name@id` once archived."""
+    return pipeline.name if pipeline.archived_at is None else f"{pipeline.name}@{pipeline.id}"
 
 
 def list_page(
-    *, session: Session, limit: int, offset: int, name_contains: str = ""
+    *,
+    session: Session,
+    limit: int,
+    offset: int,
+    include_archived: bool = False,
+    name_contains: str = "",
 ) -> tuple[list[Pipeline], int]:
-    """Pipelines by name (those whose name contains `name_contains`), one page, and the total
-    count."""
+    """Pipelines by name (live before archived; those whose name contains `name_contains`),
+    one page, and the total count."""
     where = Pipeline.name.contains(name_contains, autoescape=True) if name_contains else true()
-    total = session.scalar(select(func.count()).select_from(Pipeline).where(where)) or 0
-    rows = session.scalars(
-        select(Pipeline).where(where).order_by(Pipeline.name).limit(limit).offset(offset)
-    )
+    query = select(Pipeline).where(where)
+    if not include_archived:
+        query = query.where(Pipeline.archived_at.is_(None))
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    order = (Pipeline.name, Pipeline.archived_at.is_not(None), Pipeline.id)
+    rows = session.scalars(query.order_by(*order).limit(limit).offset(offset))
     return list(rows), total
 
 
@@ -94,10 +152,14 @@ def replace(*, session: Session, pipeline: Pipeline, spec: PipelineSpec) -> Pipe
     return pipeline
 
 
-def delete(*, session: Session, pipeline: Pipeline) -> None:
-    """Delete a pipeline and its history (runs.ensure_idle first: never under an active run)."""
-    session.delete(pipeline)
+def archive(*, session: Session, pipeline: Pipeline) -> Pipeline:
+    """Archive the pipeline (runs.ensure_idle first): it never fires again, its runs,
+    versions, ledger and audit rows stay, and its name is free for a new pipeline."""
+    pipeline.archived_at = utcnow()
+    pipeline.paused = True
+    _touch(pipeline)  # schedulers in every process notice and drop its jobs
     session.flush()
+    return pipeline
 
 
 def set_paused(

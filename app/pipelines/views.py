@@ -18,22 +18,37 @@ from sqlalchemy.orm import Session
 from app.pipelines import masking
 from app.pipelines.models import Pipeline
 from app.pipelines.schemas import PipelineRead
-from app.pipelines.service import missing, parse_stored
+from app.pipelines.service import missing, parse_ref, parse_stored
 from app.spec.schema import SLUG, PipelineSpec
 
 MEMO_SIZE = 4096
 # The spec as the database keeps it: the memo key, and what a miss parses.
 SPEC_TEXT = cast(Pipeline.spec, Text).label("spec_text")
-READ_COLUMNS = (Pipeline.name, Pipeline.paused, Pipeline.created_at, Pipeline.updated_at, SPEC_TEXT)
-# Built once: constructing a statement costs more than running one of these.
-ONE = select(*READ_COLUMNS).where(Pipeline.name == bindparam("name"))
-PAGE = (
-    select(*READ_COLUMNS)
-    .order_by(Pipeline.name)
-    .limit(bindparam("limit", type_=Integer))
-    .offset(bindparam("offset", type_=Integer))
+READ_COLUMNS = (
+    Pipeline.id,
+    Pipeline.name,
+    Pipeline.paused,
+    Pipeline.created_at,
+    Pipeline.updated_at,
+    Pipeline.archived_at,
+    SPEC_TEXT,
 )
-COUNT = select(func.count()).select_from(Pipeline)
+LIVE = Pipeline.archived_at.is_(None)
+# Built once: constructing a statement costs more than running one of these.
+ONE = select(*READ_COLUMNS).where(Pipeline.name == bindparam("name"), LIVE)
+BY_ID = select(*READ_COLUMNS).where(Pipeline.id == bindparam("id"))
+LIMIT = bindparam("limit", type_=Integer)
+OFFSET = bindparam("offset", type_=Integer)
+PAGE = select(*READ_COLUMNS).where(LIVE).order_by(Pipeline.name).limit(LIMIT).offset(OFFSET)
+# Live before archived within a name, archived ones oldest first.
+PAGE_ALL = (
+    select(*READ_COLUMNS)
+    .order_by(Pipeline.name, Pipeline.archived_at.is_not(None), Pipeline.id)
+    .limit(LIMIT)
+    .offset(OFFSET)
+)
+COUNT = select(func.count()).select_from(Pipeline).where(LIVE)
+COUNT_ALL = select(func.count()).select_from(Pipeline)
 
 
 @lru_cache(maxsize=MEMO_SIZE)
@@ -44,11 +59,14 @@ def spec_from_text(name: str, text: str) -> PipelineSpec:
 
 @lru_cache(maxsize=MEMO_SIZE)
 def _read_json(
-    name: str, paused: bool, created_at: datetime, updated_at: datetime, spec_text: str
+    key: tuple[int, str, bool, datetime, datetime, datetime | None], spec_text: str
 ) -> bytes:
+    pipeline_id, name, paused, created_at, updated_at, archived_at = key
     spec = spec_from_text(name, spec_text)
     read = PipelineRead(
         name=name,
+        ref=name if archived_at is None else f"{name}@{pipeline_id}",
+        archived_at=archived_at,
         description=spec.description,
         paused=paused,
         spec=masking.masked(spec),
@@ -58,25 +76,31 @@ def _read_json(
     return read.model_dump_json().encode()
 
 
-def read_json(row: Row[str, bool, datetime, datetime, str]) -> bytes:
+def read_json(row: Row[int, str, bool, datetime, datetime, datetime | None, str]) -> bytes:
     """The PipelineRead JSON of a row of READ_COLUMNS."""
-    return _read_json(row.name, row.paused, row.created_at, row.updated_at, row.spec_text)
+    key = (row.id, row.name, row.paused, row.created_at, row.updated_at, row.archived_at)
+    return _read_json(key, row.spec_text)
 
 
 def one_json(*, session: Session, name: str) -> bytes:
-    """GET /pipelines/{name}'s body; NotFound if there is no such pipeline."""
+    """GET /pipelines/{name}'s body (an archived one by its ref `name@id`); NotFound if
+    there is no such pipeline."""
     row = None
     if SLUG.fullmatch(name):
         row = session.execute(ONE, {"name": name}).one_or_none()
+    elif (ref := parse_ref(name)) is not None:
+        row = session.execute(BY_ID, {"id": ref[1]}).one_or_none()
+        row = row if row is not None and row.name == ref[0] else None
     if row is None:
         raise missing(name)
     return read_json(row)
 
 
-def page_json(*, session: Session, limit: int, offset: int) -> bytes:
+def page_json(*, session: Session, limit: int, offset: int, include_archived: bool) -> bytes:
     """GET /pipelines' body: pipelines by name, one page, and the total count."""
-    total = session.scalar(COUNT) or 0
-    rows = session.execute(PAGE, {"limit": limit, "offset": offset}).all()
+    total = session.scalar(COUNT_ALL if include_archived else COUNT) or 0
+    page = PAGE_ALL if include_archived else PAGE
+    rows = session.execute(page, {"limit": limit, "offset": offset}).all()
     items = b",".join(read_json(row) for row in rows)
     tail = f'],"total":{total},"limit":{limit},"offset":{offset}}}'.encode()
     return b'{"items":[' + items + tail

@@ -9,6 +9,7 @@ that a crafted file would have skops call with arguments of its choosing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -115,6 +116,13 @@ class LocalArtifactStore:
             return _skops().loads(data, trusted=untrusted)
         except Exception as exc:
             raise ArtifactError(f"Artifact {uri} could not be loaded: {exc}") from exc
+
+    def delete(self, uri: str) -> None:
+        """Remove the artifact (gone already is fine), and its directory once empty."""
+        path = self.path(uri)
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # not empty: other versions are still there
+            path.parent.rmdir()
 
     def path(self, uri: str) -> Path:
         """The file for `uri`, which must stay inside the root."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base
@@ -22,6 +22,8 @@ class ModelVersion(Base):
             sqlite_where=text("stage = 'production'"),
             postgresql_where=text("stage = 'production'"),
         ),
+        # Ids are never reused, also on SQLite (AUTOINCREMENT).
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -44,12 +46,15 @@ class ModelVersion(Base):
     reference: Mapped[dict[str, Any]] = mapped_column(default=dict, deferred=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     promoted_at: Mapped[datetime | None]
+    # Set when an admin purged the artifacts of an archived pipeline: the row stays.
+    artifact_purged_at: Mapped[datetime | None]
 
 
 class Promotion(Base):
     """The append-only ledger: every promotion and rollback, who, when, from, to, why."""
 
     __tablename__ = "promotions"
+    __table_args__ = {"sqlite_autoincrement": True}  # ids are never reused
 
     id: Mapped[int] = mapped_column(primary_key=True)
     pipeline_id: Mapped[int] = mapped_column(
@@ -61,4 +66,8 @@ class Promotion(Base):
     actor: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(Text)
     evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # True when the version had been rejected by a gate and a person promoted it with force;
+    # gate_reason is what the gate said.
+    forced: Mapped[bool] = mapped_column(default=False, server_default=false())
+    gate_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -39,6 +39,10 @@ class Plan:
     to_version: int
     target: BuiltinTarget | WebhookTarget
     payload: dict[str, Any]
+    # What the gate said of a version it rejected, when a person overrides it with force.
+    overridden: str | None = None
+    # Evidence the version carries into the ledger (production it could not compare with).
+    carried: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -50,9 +54,12 @@ class Request:
     evidence: dict[str, Any]
     public_url: str
     url_allow: str | None = None  # MLOPS_HTTP_URL_ALLOW, for a webhook deploy target
+    force: bool = False  # promote a version that a gate rejected
 
 
-def manual_request(*, settings: Settings, actor: Actor, reason: str) -> Request:
+def manual_request(
+    *, settings: Settings, actor: Actor, reason: str, force: bool = False
+) -> Request:
     """A promotion or rollback asked for by a person, with the deploy settings it needs."""
     return Request(
         actor=actor,
@@ -60,6 +67,7 @@ def manual_request(*, settings: Settings, actor: Actor, reason: str) -> Request:
         evidence={},
         public_url=settings.public_url,
         url_allow=settings.http_url_allow,
+        force=force,
     )
 
 
@@ -110,7 +118,16 @@ def _plan(
     current = registry.production(session=session, pipeline_id=pipeline.id)
     if current is not None and current.version == target.version:
         raise Conflict(f"Version {target.version} of {pipeline.name} is already in production")
+    # A rollback returns to a version that was production before: its gate was settled then.
+    refusal = gate_refusal(session, target) if action == "promote" else None
+    if refusal is not None and not request.force:
+        raise Conflict(
+            f"Version {target.version} of {pipeline.name} was rejected by its gate: {refusal} "
+            '-- to promote it anyway, send {"force": true, "reason": "…"} '
+            "(CLI: --force --reason …); the override is written in the ledger"
+        )
     spec = pipelines.spec_of(pipeline)
+    unscored = target.metrics.get("production_unscored")
     return Plan(
         pipeline_id=pipeline.id,
         pipeline_name=pipeline.name,
@@ -119,7 +136,21 @@ def _plan(
         to_version=target.version,
         target=spec.deployment.target,
         payload=_payload(pipeline, target, request.public_url),
+        overridden=refusal,
+        carried={"production_unscored": unscored} if unscored else None,
     )
+
+
+def gate_refusal(session: Session, version: ModelVersion) -> str | None:
+    """What a gate said of this version if it rejected it; None if it passed."""
+    metrics = version.metrics or {}
+    if "gate_passed" in metrics:
+        return None if metrics["gate_passed"] else str(metrics.get("gate", "rejected"))
+    # Versions recorded before the flag existed: their run says whether a gate rejected them.
+    run = session.get(Run, version.run_id) if version.run_id is not None else None
+    if run is not None and run.status == t.REJECTED:
+        return run.error or "rejected"
+    return None
 
 
 def _switch(session: Session, plan: Plan, request: Request, detail: str) -> Promotion:
@@ -150,7 +181,9 @@ def _switch(session: Session, plan: Plan, request: Request, detail: str) -> Prom
         to_version=plan.to_version,
         actor=request.actor.label,
         reason=request.reason,
-        evidence={**request.evidence, "deploy": detail},
+        evidence={**request.evidence, **(plan.carried or {}), "deploy": detail},
+        forced=plan.overridden is not None,
+        gate_reason=plan.overridden,
     )
     session.add(row)
     session.flush()
@@ -167,6 +200,7 @@ def _audit(session: Session, plan: Plan, request: Request) -> None:
             "from_version": plan.from_version,
             "to_version": plan.to_version,
             "reason": request.reason,
+            **({"forced": True, "gate_reason": plan.overridden} if plan.overridden else {}),
         },
     )
 

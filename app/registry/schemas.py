@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.core.time import Timestamp
 from app.core.untrusted import STORABLE_TEXT
@@ -22,6 +22,9 @@ class ModelVersionRead(BaseModel):
     run_id: int | None
     created_at: Timestamp
     promoted_at: Timestamp | None
+    artifact_purged_at: Timestamp | None = Field(
+        default=None, description="When an admin purged the artifact file (the row stays)"
+    )
 
 
 class PromotionRead(BaseModel):
@@ -34,13 +37,29 @@ class PromotionRead(BaseModel):
     actor: str
     reason: str
     evidence: dict[str, Any]
+    # An override: the version had been rejected by a gate, and was promoted with force.
+    forced: bool
+    gate_reason: str | None
     created_at: Timestamp
 
 
-class PromoteRequest(BaseModel):
+class RollbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     reason: str | None = Field(default=None, max_length=500, pattern=STORABLE_TEXT)
+
+
+class PromoteRequest(RollbackRequest):
+    force: bool = Field(
+        default=False,
+        description="Promote a version that a gate rejected; needs a reason, kept in the ledger",
+    )
+
+    @model_validator(mode="after")
+    def _force_needs_a_reason(self) -> PromoteRequest:
+        if self.force and not (self.reason and self.reason.strip()):
+            raise ValueError("reason: required with force: say why the gate is overridden")
+        return self
 
 
 class PredictRequest(BaseModel):

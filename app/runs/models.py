@@ -27,6 +27,8 @@ class Run(Base):
             sqlite_where=text("rolled_up = 0"),
             postgresql_where=text("rolled_up = false"),
         ),
+        # Ids are never reused, also on SQLite (AUTOINCREMENT): GET /runs/{id} names one run.
+        {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -68,7 +68,9 @@ class TimeScheduler:
         with self._lock, unit_of_work(self._factory) as session:
             if self._stopped:
                 return
-            rows = session.execute(select(Pipeline.id, Pipeline.generation)).all()
+            rows = session.execute(
+                select(Pipeline.id, Pipeline.generation).where(Pipeline.archived_at.is_(None))
+            ).all()
             current = {pipeline_id: generation for pipeline_id, generation in rows}
             for pipeline_id in set(self._known) - set(current):
                 self._drop(pipeline_id)

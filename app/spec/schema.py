@@ -128,6 +128,18 @@ class Evaluation(SpecModel):
     holdout_fraction: float = Field(default=0.2, gt=0.0, le=0.9)
     min_score: float | None = None
     min_improvement: float = 0.0
+    min_skill: float | None = Field(
+        default=0.2,
+        ge=0.0,
+        lt=1.0,
+        description="Share of the gap between guessing (the best no-skill model) and a perfect "
+        "score that the candidate must close on the holdout; null turns the check off",
+    )
+    on_unscorable_production: Literal["reject", "approve", "promote"] = Field(
+        default="reject",
+        description="When production exists but cannot be scored on the holdout: reject the "
+        "run, end it awaiting_approval, or promote without a comparison (written in the ledger)",
+    )
 
     @field_validator("metric")
     @classmethod

@@ -12,13 +12,13 @@ import threading
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select
+from sqlalchemy import ColumnElement, Select, bindparam, select
 from sqlalchemy.orm import Session, aliased
 
 from app.core.time import utcnow
 from app.pipelines.models import Pipeline
 from app.pipelines.schemas import PipelineStatus
-from app.pipelines.service import missing
+from app.pipelines.service import missing, parse_ref
 from app.pipelines.views import MEMO_SIZE, SPEC_TEXT, spec_from_text
 from app.registry.models import ModelVersion
 from app.registry.service import PRODUCTION
@@ -37,6 +37,9 @@ def status_of(*, session: Session, name: str) -> PipelineStatus:
     row = None
     if SLUG.fullmatch(name):
         row = session.execute(STATEMENT, {"name": name}).one_or_none()
+    elif (ref := parse_ref(name)) is not None:  # an archived pipeline's `name@id`
+        row = session.execute(BY_ID, {"id": ref[1]}).one_or_none()
+        row = row if row is not None and row.name == ref[0] else None
     if row is None:
         raise missing(name)
     if row.paused:
@@ -55,7 +58,7 @@ def status_of(*, session: Session, name: str) -> PipelineStatus:
     )
 
 
-def _statement() -> Select[Any]:
+def _statement(where: ColumnElement[bool]) -> Select[Any]:
     # Skipped fires are history, not a state the pipeline is in.
     newest_id = (
         select(Run.id)
@@ -92,12 +95,13 @@ def _statement() -> Select[Any]:
             active.label("active_run_id"),
         )
         .outerjoin(newest, newest.id == newest_id)
-        .where(Pipeline.name == bindparam("name"))
+        .where(where)
     )
 
 
-# Built once: constructing it costs ten times more than running it.
-STATEMENT = _statement()
+# Built once: constructing them costs ten times more than running them.
+STATEMENT = _statement((Pipeline.name == bindparam("name")) & Pipeline.archived_at.is_(None))
+BY_ID = _statement(Pipeline.id == bindparam("id"))
 
 
 def next_fire(name: str, spec_text: str, anchor: datetime, now: datetime) -> datetime | None:

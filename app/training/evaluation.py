@@ -20,7 +20,12 @@ from sklearn.metrics import (
 )
 
 from app.spec.estimators import EstimatorKind
-from app.spec.schema import CLASSIFICATION_METRICS, REGRESSION_METRICS, Evaluation
+from app.spec.schema import (
+    CLASSIFICATION_METRICS,
+    LOWER_IS_BETTER,
+    REGRESSION_METRICS,
+    Evaluation,
+)
 from app.training.errors import EvaluationError
 
 # Scores are floats; a tie or an improvement of exactly min_improvement must not fail on
@@ -33,6 +38,31 @@ _LABEL_METRICS = {"f1": f1_score, "precision": precision_score, "recall": recall
 class GateDecision:
     passed: bool
     reason: str
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """The best no-skill score on the holdout, and which trivial model made it."""
+
+    strategy: str
+    value: float
+    # The skill the candidate's own predictions reach one time in a hundred against shuffled
+    # holdout labels: what luck alone shows on a holdout this size (None: not measured).
+    chance: float | None = None
+    rows: int = 0
+
+    @property
+    def described(self) -> str:
+        """The trivial model in words."""
+        return _DESCRIBED[self.strategy]
+
+
+_DESCRIBED = {
+    "most_frequent": "always predicting the most frequent class",
+    "stratified": "guessing classes in their training proportions",
+    "mean": "always predicting the mean",
+    "median": "always predicting the median",
+}
 
 
 def score(model: Any, X: pd.DataFrame, y: pd.Series, metric: str, kind: EstimatorKind) -> float:  # noqa: N803
@@ -104,19 +134,82 @@ def _is_binary(classes: Any, y: pd.Series) -> bool:
 
 
 def gate(
-    candidate: float, production: float | None, evaluation: Evaluation, lower_is_better: bool
+    candidate: float,
+    production: float | None,
+    evaluation: Evaluation,
+    lower_is_better: bool,
+    baseline: Baseline | None = None,
 ) -> GateDecision:
-    """Pass when the candidate meets min_score and beats production by min_improvement."""
-    metric = evaluation.metric
-    if not math.isfinite(candidate):
-        return GateDecision(False, f"Evaluation gate: candidate {metric} is {candidate}")
-    floor = _min_score_check(candidate, evaluation, lower_is_better)
-    if not floor.passed:
-        return floor
+    """Pass when the candidate passes candidate_gate and beats production by min_improvement."""
+    own = candidate_gate(candidate, evaluation, lower_is_better, baseline)
+    if not own.passed:
+        return own
     versus = _production_check(candidate, production, evaluation, lower_is_better)
     if not versus.passed:
         return versus
-    return GateDecision(True, f"{floor.reason}; {versus.reason}")
+    return GateDecision(True, f"{own.reason}; {versus.reason}")
+
+
+def candidate_gate(
+    candidate: float, evaluation: Evaluation, lower_is_better: bool, baseline: Baseline | None
+) -> GateDecision:
+    """The checks on the candidate alone: a finite score, min_score, and min_skill over the
+    no-skill baseline (when there is one)."""
+    if not math.isfinite(candidate):
+        return GateDecision(False, f"Evaluation gate: candidate {evaluation.metric} is {candidate}")
+    floor = _min_score_check(candidate, evaluation, lower_is_better)
+    if not floor.passed or baseline is None:
+        return floor
+    skilled = _skill_check(candidate, baseline, evaluation)
+    if not skilled.passed:
+        return skilled
+    return GateDecision(True, f"{floor.reason}; {skilled.reason}")
+
+
+def perfect_score(metric: str) -> float:
+    """The best value the metric can take: 0 for an error, 1 for the rest."""
+    return 0.0 if metric in LOWER_IS_BETTER else 1.0
+
+
+def skill(candidate: float, baseline: float, metric: str) -> float | None:
+    """The share of the gap from the baseline to a perfect score that the candidate closes
+    (1: all of it, 0: no better than guessing, below 0: worse); None if guessing is perfect."""
+    if metric in LOWER_IS_BETTER:
+        # On squared errors: against the mean this is R² for rmse, as for the r2 metric,
+        # where the ratio of the errors themselves reads much lower (R² 0.5 is 0.3 of rmse).
+        candidate, baseline = candidate**2, baseline**2
+    gap = perfect_score(metric) - baseline
+    if abs(gap) < TOLERANCE:
+        return None
+    return (candidate - baseline) / gap
+
+
+def _skill_check(candidate: float, baseline: Baseline, evaluation: Evaluation) -> GateDecision:
+    metric, floor = evaluation.metric, evaluation.min_skill
+    value = skill(candidate, baseline.value, metric)
+    versus = f"{baseline.described} scores {baseline.value:.3f}"
+    if value is None:
+        return GateDecision(True, f"{versus}, a perfect score: skill not measurable")
+    if floor is None:
+        return GateDecision(True, f"skill {value:.2f} over no-skill {baseline.value:.3f}")
+    chance = baseline.chance if baseline.chance is not None else -math.inf
+    if value >= max(floor, chance) - TOLERANCE:
+        return GateDecision(True, f"skill {value:.2f} over no-skill {baseline.value:.3f}")
+    if value >= floor - TOLERANCE:
+        why = (
+            f"on a holdout of {baseline.rows} rows, predictions unrelated to the labels reach "
+            f"{chance:.2f} one time in 100, so this is within chance"
+        )
+    else:
+        why = f"below min_skill {floor:.2f}"
+    return GateDecision(
+        False,
+        f"Evaluation gate: candidate {metric} {candidate:.3f} shows no real skill: "
+        f"{versus} on the same holdout, and the candidate closes only {value:.2f} of the gap "
+        f"to a perfect score, {why}. The labels may be scrambled, shifted against the "
+        "features or largely wrong: check the source data (or lower evaluation.min_skill "
+        "if the problem is that hard)",
+    )
 
 
 def _min_score_check(
@@ -143,8 +236,12 @@ def _production_check(
     if production is None:
         return GateDecision(True, "no production model")
     if not math.isfinite(production):
-        # A production model that cannot be scored on the new holdout must not block the fix.
-        return GateDecision(True, f"production score {production} not comparable")
+        # Fail closed: a score that cannot be compared is no evidence the candidate is better.
+        return GateDecision(
+            False,
+            f"Evaluation gate: production's {evaluation.metric} is {production}, "
+            "so the candidate cannot be compared with it",
+        )
     improvement = production - candidate if lower_is_better else candidate - production
     needed, metric = evaluation.min_improvement, evaluation.metric
     if improvement < needed - TOLERANCE:

@@ -61,7 +61,7 @@ def home(*, session: Session, query: str, page: int) -> HomePage:
 def _row(session: Session, pipeline: Pipeline) -> PipelineRow:
     try:
         spec = pipelines.spec_of(pipeline)
-        status = status_of(session=session, pipeline=pipeline)
+        status = status_of(session=session, name=pipelines.ref_of(pipeline))
     except StoredSpecInvalid as exc:
         # One pipeline whose stored spec no longer loads must not hide the others.
         return PipelineRow(pipeline.name, None, pipeline.paused, [], exc.detail)
@@ -116,7 +116,7 @@ def pipeline_page(*, session: Session, name: str) -> PipelinePage:
     if spec is None:
         page.problem = _problem(pipeline)
         return page
-    page.status = status_of(session=session, pipeline=pipeline)
+    page.status = status_of(session=session, name=pipelines.ref_of(pipeline))
     page.next_runs = next_runs(spec, pipeline.schedule_anchor_at, utcnow(), 5)
     page.gate_chart = _gate_chart(spec, page.versions, page.ledger)
     page.metric_charts = _metric_charts(session, pipeline, spec)

@@ -1,0 +1,130 @@
+"""How much skill luck alone shows on a holdout this size.
+
+The candidate's own holdout predictions are scored against shuffles of the holdout labels:
+predictions that cannot know the labels. The skill they reach one time in a hundred is a floor
+for the candidate's real skill, so a small holdout's lucky draw is not taken as learning.
+The metrics are computed here with numpy over all shuffles at once (what sklearn's scorers do
+per call, without their per-call checks: 200 calls to them cost seconds).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from app.spec.estimators import EstimatorKind
+from app.training.errors import EvaluationError
+from app.training.evaluation import score, skill
+
+DRAWS = 200
+# Beyond a few thousand rows chance is far below any useful min_skill anyway.
+MAX_ROWS = 5000
+Matrix = np.ndarray[Any, np.dtype[Any]]
+
+
+def chance_skill(
+    model: Any,
+    X_test: pd.DataFrame,  # noqa: N803 (sklearn's X)
+    y_test: pd.Series,
+    metric: str,
+    kind: EstimatorKind,
+    baseline: float,
+) -> float | None:
+    """The skill the model's predictions reach against shuffled labels one time in 100."""
+    rng = np.random.default_rng(0)  # the same data always gets the same verdict
+    if len(y_test) > MAX_ROWS:
+        rows = np.sort(rng.choice(len(y_test), MAX_ROWS, replace=False))
+        X_test, y_test = X_test.iloc[rows], y_test.iloc[rows]  # noqa: N806
+    labels = y_test.to_numpy()
+    shuffled = np.stack([rng.permutation(labels) for _ in range(DRAWS)])
+    try:
+        scores = _scores(model, X_test, labels, shuffled, metric, kind)
+    except (EvaluationError, ValueError):
+        return None  # a metric that cannot be computed here has no chance level either
+    skills = [s for s in (skill(float(v), baseline, metric) for v in scores) if s is not None]
+    return float(np.quantile(skills, 0.99)) if skills else None
+
+
+def _scores(
+    model: Any,
+    X: pd.DataFrame,  # noqa: N803
+    labels: Matrix,
+    shuffled: Matrix,
+    metric: str,
+    kind: EstimatorKind,
+) -> Matrix:
+    if kind == "regressor":
+        return _regression(np.asarray(model.predict(X), dtype=float), shuffled, metric)
+    classes = sorted(set(np.asarray(model.classes_).tolist()) | set(labels.tolist()))
+    if metric == "roc_auc":
+        if len(classes) != 2:
+            return _with_sklearn(model, X, shuffled, metric, kind)
+        positive = classes[-1]
+        ranks = pd.Series(_positive_scores(model, X, positive)).rank().to_numpy()
+        return _auc(ranks, shuffled == positive)
+    predicted = np.asarray(model.predict(X))
+    if metric == "accuracy":
+        return np.asarray((shuffled == predicted[None, :]).mean(axis=1))
+    return _label_metric(predicted, shuffled, metric, classes)
+
+
+def _regression(predicted: Matrix, shuffled: Matrix, metric: str) -> Matrix:
+    errors = shuffled.astype(float) - predicted[None, :]
+    if metric == "mae":
+        return np.asarray(np.abs(errors).mean(axis=1))
+    if metric == "rmse":
+        return np.asarray(np.sqrt((errors**2).mean(axis=1)))
+    spread = ((shuffled[0] - shuffled[0].mean()) ** 2).sum()  # the same for every shuffle
+    if spread == 0:
+        raise EvaluationError("r2 of a constant target")
+    return np.asarray(1 - (errors**2).sum(axis=1) / spread)
+
+
+def _positive_scores(model: Any, X: pd.DataFrame, positive: Any) -> Matrix:  # noqa: N803
+    if hasattr(model, "predict_proba"):
+        column = list(model.classes_).index(positive)
+        return np.asarray(model.predict_proba(X)[:, column])
+    return np.asarray(model.decision_function(X))
+
+
+def _auc(ranks: Matrix, is_positive: Matrix) -> Matrix:
+    """ROC AUC from the ranks of the scores (Mann-Whitney U), one per row of labels."""
+    positives = is_positive.sum(axis=1)
+    negatives = is_positive.shape[1] - positives
+    rank_sum = (is_positive * ranks[None, :]).sum(axis=1)
+    return np.asarray((rank_sum - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def _label_metric(predicted: Matrix, shuffled: Matrix, metric: str, classes: list[Any]) -> Matrix:
+    """f1, precision or recall as sklearn computes them (zero_division=0): for the greatest
+    label when there are two, else the macro average over every label."""
+    wanted = [classes[-1]] if len(classes) == 2 else classes
+    per_class = []
+    for label in wanted:
+        said, truly = (predicted == label)[None, :], shuffled == label
+        hits = (said & truly).sum(axis=1)
+        precision = _ratio(hits, np.broadcast_to(said.sum(), hits.shape))
+        recall = _ratio(hits, truly.sum(axis=1))
+        if metric == "precision":
+            per_class.append(precision)
+        elif metric == "recall":
+            per_class.append(recall)
+        else:
+            per_class.append(_ratio(2 * precision * recall, precision + recall))
+    return np.asarray(np.mean(per_class, axis=0))
+
+
+def _ratio(top: Matrix, bottom: Matrix) -> Matrix:
+    out = np.zeros(top.shape, dtype=float)
+    np.divide(top, bottom, out=out, where=bottom > 0)
+    return out
+
+
+def _with_sklearn(model: Any, X: pd.DataFrame, shuffled: Matrix, metric: str, kind: str) -> Matrix:  # noqa: N803
+    # Multiclass roc_auc: sklearn's own scorer, on fewer shuffles (each call is slow).
+    index = pd.RangeIndex(shuffled.shape[1])
+    frame = X.reset_index(drop=True)
+    draws = shuffled[: DRAWS // 4]
+    return np.array([score(model, frame, pd.Series(y, index=index), metric, kind) for y in draws])  # type: ignore[arg-type]
