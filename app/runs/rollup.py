@@ -93,6 +93,7 @@ def totals(*, session: Session) -> Sequence[Row[Any]]:
             *(func.sum(both.c[name]).label(name) for name in SUMS),
         )
         .join(Pipeline, Pipeline.id == both.c.pipeline_id)
+        .where(Pipeline.archived_at.is_(None))  # an archived pipeline's series end with it
         .group_by(Pipeline.name, both.c.status, both.c.trigger_kind)
     ).all()
 

@@ -14,6 +14,8 @@ from app.runs.schemas import RunRead, StepRead, TriggerRead
 RUN_COLUMNS = (
     Run.id,
     Pipeline.name.label("pipeline"),
+    Pipeline.archived_at.label("pipeline_archived_at"),
+    Run.pipeline_id,
     Run.status,
     Run.trigger_kind,
     Run.trigger_reason,
@@ -66,7 +68,10 @@ def read_json(*, session: Session, run_id: int) -> bytes:
     return (
         RunRead(
             id=run.id,
-            pipeline=run.pipeline,
+            # An archived pipeline's runs name it by its ref, `name@id` (pipelines.ref_of).
+            pipeline=run.pipeline
+            if run.pipeline_archived_at is None
+            else f"{run.pipeline}@{run.pipeline_id}",
             status=run.status,
             trigger=TriggerRead(kind=run.trigger_kind, reason=run.trigger_reason),
             attempt=run.attempt,
