@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 from typing import Any
 
@@ -103,8 +104,8 @@ def set_paused(
 
 
 def new_webhook_secret() -> str:
-    """A fresh webhook secret (256 random bits)."""
-    return f"whsec_{secrets.token_urlsafe(32)}"
+    """A fresh webhook secret: `whsec_` and 256 random bits in base64 (Standard Webhooks)."""
+    return f"whsec_{base64.b64encode(secrets.token_bytes(32)).decode()}"
 
 
 def spec_of(pipeline: Pipeline) -> PipelineSpec:
