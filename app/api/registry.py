@@ -11,6 +11,7 @@ from app.api.deps import OperatorDep, ReadSessionDep, Services, ServicesDep, Vie
 from app.auth.roles import Actor
 from app.core.db import read_only_unit
 from app.core.errors import InvalidInput, NotFound, field_error
+from app.core.retry import RetryPolicy
 from app.pipelines import service as pipelines
 from app.registry import promotion, service
 from app.registry.schemas import (
@@ -70,6 +71,7 @@ def _request(services: Services, actor: Actor, reason: str) -> promotion.Request
         evidence={},
         public_url=settings.public_url,
         url_allow=settings.http_url_allow,
+        retry=RetryPolicy.of(settings),
     )
 
 

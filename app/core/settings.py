@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     sql_connections: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     sql_url_allow: str | None = None
     http_url_allow: str | None = None
+    # Deploy webhooks and http(s) sources: tries per call through 5xx, timeouts and resets,
+    # waiting about backoff_s, 2 x backoff_s, 4 x backoff_s… (with jitter) in between.
+    outbound_attempts: int = Field(default=4, ge=1, le=20)
+    outbound_backoff_s: float = Field(default=1.0, ge=0, le=60)
 
     @field_validator("source_dirs", mode="before")
     @classmethod

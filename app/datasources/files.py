@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow as pa
 
 from app.core.errors import SourceError
+from app.core.retry import RetryPolicy
 from app.core.settings import Settings
 from app.datasources.messages import first_line, redact_url
 from app.datasources.remote import fetch
@@ -19,7 +20,9 @@ FileSource = CsvSource | ParquetSource
 _LABELS = {"csv": "CSV", "parquet": "Parquet"}
 
 
-def load_file(source: FileSource, settings: Settings) -> pd.DataFrame:
+def load_file(
+    source: FileSource, settings: Settings, attempts: list[str] | None = None
+) -> pd.DataFrame:
     """Read a CSV or Parquet source from the source directories or over http(s)."""
     if is_http_url(source.path):
         body = fetch(
@@ -27,6 +30,8 @@ def load_file(source: FileSource, settings: Settings) -> pd.DataFrame:
             timeout_s=settings.http_source_timeout_s,
             max_bytes=settings.http_source_max_bytes,
             allow=settings.http_url_allow,
+            policy=RetryPolicy.of(settings),
+            attempts=attempts,
         )
         return _parse(source, io.BytesIO(body))
     if "://" in source.path:

@@ -15,6 +15,7 @@ from app.auth.roles import Actor
 from app.core.db import SessionFactory, read_only_unit, unit_of_work
 from app.core.errors import Conflict
 from app.core.faults import crash_point
+from app.core.retry import RetryPolicy
 from app.core.time import utcnow
 from app.pipelines import service as pipelines
 from app.pipelines.models import Pipeline
@@ -26,7 +27,8 @@ from app.runs import transitions as t
 from app.runs.models import Run
 from app.spec.schema import BuiltinTarget, WebhookTarget
 
-Fence = Callable[[Session], None]
+# Called in the promotion's transaction with what the deploy target said.
+Fence = Callable[[Session, str], None]
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class Request:
     evidence: dict[str, Any]
     public_url: str
     url_allow: str | None = None  # MLOPS_HTTP_URL_ALLOW, for a webhook deploy target
+    retry: RetryPolicy | None = None  # how a webhook deploy target is tried through a blip
 
 
 def promote(
@@ -81,10 +84,10 @@ def _execute(
     factory: SessionFactory, plan: Plan, request: Request, fence: Fence | None
 ) -> PromotionRead:
     # The deploy target is called with no transaction open: it may take seconds.
-    detail = deploy(plan.target, plan.payload, request.url_allow)
+    detail = deploy(plan.target, plan.payload, request.url_allow, request.retry)
     with unit_of_work(factory) as session:
         if fence is not None:
-            fence(session)
+            fence(session, detail)
         row = _switch(session, plan, request, detail)
         _audit(session, plan, request)
         read = PromotionRead.model_validate(row)
