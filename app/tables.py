@@ -3,6 +3,7 @@
 from app.auth.models import ApiKey, AuditEntry
 from app.core.db import Base
 from app.datasources.models import DataBatch
+from app.events.models import Delivery, Event, Subscription
 from app.monitoring.models import MetricObservation
 from app.pipelines.models import Pipeline
 from app.registry.models import ModelVersion, Promotion
@@ -14,11 +15,14 @@ __all__ = [
     "AuditEntry",
     "Base",
     "DataBatch",
+    "Delivery",
+    "Event",
     "MetricObservation",
     "ModelVersion",
     "Pipeline",
     "Promotion",
     "Run",
     "RunStep",
+    "Subscription",
     "WebhookDelivery",
 ]

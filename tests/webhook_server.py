@@ -25,6 +25,8 @@ class DeployTarget:
     url: str
     status: int = 200
     received: list[dict[str, Any]] = field(default_factory=list)
+    # Each POST as sent: its headers and exact body (for signature checks).
+    raw: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     script: list[int | str] = field(default_factory=list)
     body: bytes = b""  # what a GET answers
     slow_s: float = 2.0
@@ -45,7 +47,9 @@ def deploy_target(
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length", 0))
-            target.received.append(json.loads(self.rfile.read(length) or b"{}"))
+            body = self.rfile.read(length)
+            target.raw.append((dict(self.headers.items()), body))
+            target.received.append(json.loads(body or b"{}"))
             self._answer(b"")
 
         def do_GET(self) -> None:

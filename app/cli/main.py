@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli import keys, models, pipelines, runs
+from app.cli import keys, models, pipelines, runs, subscriptions
 
 app = typer.Typer(help="mlops: a retraining control plane.", no_args_is_help=True)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -15,6 +15,7 @@ app.add_typer(pipelines.app, name="pipeline")
 app.add_typer(models.app, name="model")
 app.add_typer(runs.app, name="run")
 app.add_typer(keys.app, name="key")
+app.add_typer(subscriptions.app, name="subscription")
 
 
 @app.command()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import secrets
 from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.core import signing
 from app.core.errors import Conflict, InvalidSpec, NotFound, StoredSpecInvalid, field_error
 from app.core.problems import dotted
 from app.core.time import utcnow
@@ -105,7 +104,7 @@ def set_paused(
 
 def new_webhook_secret() -> str:
     """A fresh webhook secret: `whsec_` and 256 random bits in base64 (Standard Webhooks)."""
-    return f"whsec_{base64.b64encode(secrets.token_bytes(32)).decode()}"
+    return signing.new_secret()
 
 
 def spec_of(pipeline: Pipeline) -> PipelineSpec:

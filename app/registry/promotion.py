@@ -17,6 +17,7 @@ from app.core.errors import Conflict
 from app.core.faults import crash_point
 from app.core.retry import RetryPolicy
 from app.core.time import utcnow
+from app.events import service as events
 from app.pipelines import service as pipelines
 from app.pipelines.models import Pipeline
 from app.registry import service as registry
@@ -89,6 +90,7 @@ def _execute(
         if fence is not None:
             fence(session, detail)
         row = _switch(session, plan, request, detail)
+        events.emit(session, EVENTS[plan.action], pipeline=plan.pipeline_name, data=_data(row))
         _audit(session, plan, request)
         read = PromotionRead.model_validate(row)
         crash_point("before_promotion_commit")
@@ -146,6 +148,19 @@ def _switch(session: Session, plan: Plan, request: Request, detail: str) -> Prom
     session.add(row)
     session.flush()
     return row
+
+
+EVENTS = {"promote": "model.promoted", "rollback": "model.rolled_back"}
+
+
+def _data(row: Promotion) -> dict[str, Any]:
+    return {
+        "version": row.to_version,
+        "from_version": row.from_version,
+        "run": row.evidence.get("run_id"),
+        "reason": row.reason,
+        "actor": row.actor,
+    }
 
 
 def _audit(session: Session, plan: Plan, request: Request) -> None:

@@ -13,21 +13,19 @@ hash, the weaker guarantee that the README states.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from app.core import signing
 from app.webhooks.errors import SignatureRefused
 
 TOLERANCE_S = 300
 MLOPS_HEADER = "X-Mlops-Signature"
 GITHUB_HEADER = "X-Hub-Signature-256"
 STANDARD_HEADER = "webhook-signature"
-SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 
 
 @dataclass(frozen=True)
@@ -50,22 +48,6 @@ class Verified:
 def sign(secret: str, body: bytes, timestamp: int) -> str:
     """The X-Mlops-Signature value for `body` sent at `timestamp` (unix seconds)."""
     return f"t={timestamp},v1={_hmac(secret, f'{timestamp}.'.encode() + body)}"
-
-
-def sign_standard(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
-    """The Standard Webhooks `webhook-signature` value (`v1,<base64>`) for one message."""
-    content = f"{message_id}.{timestamp}.".encode() + body
-    digest = hmac.new(standard_key(secret), content, hashlib.sha256).digest()
-    return f"v1,{base64.b64encode(digest).decode()}"
-
-
-def standard_key(secret: str) -> bytes:
-    """The HMAC key of a `whsec_<base64>` secret (url-safe base64 of older secrets too)."""
-    encoded = secret.removeprefix(SECRET_PREFIX).replace("-", "+").replace("_", "/")
-    try:
-        return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    except binascii.Error:
-        return secret.encode()
 
 
 def verify(
@@ -111,11 +93,7 @@ def _verify_standard(
     signature = headers.webhook_signature or ""
     # Space-separated `v1,<base64>` entries: a sender rotating its secret signs with both.
     given = [part.removeprefix("v1,") for part in signature.split() if part.startswith("v1,")]
-    content = f"{message_id}.{timestamp}.".encode() + body
-    expected = [
-        base64.b64encode(hmac.new(standard_key(s), content, hashlib.sha256).digest()).decode()
-        for s in secrets
-    ]
+    expected = [signing.signature(secret, message_id, timestamp, body) for secret in secrets]
     if not any(hmac.compare_digest(g, e) for g in given for e in expected):
         raise mismatch(STANDARD_HEADER)
     # The id is signed: a sender's retry and an attacker's replay both carry it.
