@@ -20,6 +20,7 @@ from app.api.ops import router as ops_router
 from app.api.pipelines import router as pipelines_router
 from app.api.registry import router as registry_router
 from app.api.runs import router as runs_router
+from app.api.subscriptions import router as subscriptions_router
 from app.api.webhooks import router as webhooks_router
 from app.auth import usage
 from app.auth.bootstrap import bootstrap
@@ -30,6 +31,7 @@ from app.core.problems import install_problem_handlers
 from app.core.redact import redact_url_logs
 from app.core.request_id import RequestIdMiddleware
 from app.core.settings import Settings, get_settings
+from app.events import delivery
 from app.execution import recovery
 from app.execution.env import WorkerEnv
 from app.executors.thread import ThreadExecutor
@@ -39,7 +41,7 @@ from app.ops.metrics import build_registry
 from app.registry.artifacts import LocalArtifactStore
 from app.registry.serving import ModelCache
 from app.runs import rollup
-from app.scheduler.clock import Clock
+from app.scheduler.clock import EVENTS_POOL, Clock
 from app.scheduler.service import TimeScheduler
 from app.ui.install import install_ui
 
@@ -103,6 +105,12 @@ def start(services: Services) -> None:
         settings.lease_s / 2, "reap-lost-runs", lambda: recovery.reap_lost(services.env)
     )
     services.clock.every(usage.FLUSH_S, "key-last-used", services.key_usage.flush)
+    services.clock.every(
+        settings.event_poll_s,
+        "deliver-events",
+        lambda: delivery.deliver_due(services.factory, settings),
+        pool=EVENTS_POOL,
+    )
     services.clock.every(rollup.INTERVAL_S, "roll-up-runs", lambda: _roll_up(services))
 
 
@@ -201,4 +209,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(monitoring_router, prefix=API)
     app.include_router(webhooks_router, prefix=API)
     app.include_router(auth_router, prefix=API)
+    app.include_router(subscriptions_router, prefix=API)
     return app

@@ -3,6 +3,7 @@
 from app.auth.models import ApiKey, AuditEntry, DashboardSession
 from app.core.db import Base
 from app.datasources.models import DataBatch
+from app.events.models import Delivery, Event, Subscription
 from app.monitoring.models import MetricObservation
 from app.pipelines.models import Pipeline
 from app.registry.models import ModelVersion, Promotion
@@ -15,6 +16,8 @@ __all__ = [
     "Base",
     "DashboardSession",
     "DataBatch",
+    "Delivery",
+    "Event",
     "MetricObservation",
     "ModelVersion",
     "Pipeline",
@@ -22,5 +25,6 @@ __all__ = [
     "Run",
     "RunRollup",
     "RunStep",
+    "Subscription",
     "WebhookDelivery",
 ]

@@ -30,6 +30,9 @@ with warnings.catch_warnings():
 pytest_plugins = ["tests.browser"]
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+# Outbound calls still retry through a blip in tests, waiting milliseconds instead of seconds
+# (every Settings() below and every test server's environment reads this).
+os.environ.setdefault("MLOPS_OUTBOUND_BACKOFF_S", "0.01")
 
 
 class TestClient(_TestClient):

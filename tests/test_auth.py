@@ -27,7 +27,13 @@ from tests.server import ADMIN_TOKEN
 
 API = "/api/v1"
 KEY = re.compile(r"mlops_[0-9a-f]{12}_[A-Za-z0-9_-]{43}")
-PARAMS = {"name": "no-such-pipeline", "version": "1", "run_id": "999999", "key_id": "999999"}
+PARAMS = {
+    "name": "no-such-pipeline",
+    "version": "1",
+    "run_id": "999999",
+    "key_id": "999999",
+    "subscription_id": "999999",
+}
 # Authorization headers that must all be refused: a made-up key, a well-formed unknown one,
 # the test admin token with a character added, another scheme, a scheme with no key.
 WRONG = [
@@ -96,6 +102,12 @@ ROLES: dict[tuple[str, str], Role] = {
     ("GET", f"{API}/keys"): Role.admin,
     ("DELETE", f"{API}/keys/{{key_id}}"): Role.admin,
     ("GET", f"{API}/audit"): Role.admin,
+    ("POST", f"{API}/subscriptions"): Role.admin,
+    ("GET", f"{API}/subscriptions"): Role.admin,
+    ("GET", f"{API}/subscriptions/{{subscription_id}}"): Role.admin,
+    ("DELETE", f"{API}/subscriptions/{{subscription_id}}"): Role.admin,
+    ("POST", f"{API}/subscriptions/{{subscription_id}}/rotate-secret"): Role.admin,
+    ("GET", f"{API}/subscriptions/{{subscription_id}}/deliveries"): Role.admin,
 }
 # POSTs that change nothing: a prediction reads the production model, so the services that
 # ask for predictions need no power to trigger, promote or roll back.

@@ -24,6 +24,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from standardwebhooks.webhooks import Webhook
+
+from tests.webhook_server import deploy_target
 
 LOGISTIC = {"estimator": "sklearn.linear_model.LogisticRegression", "params": {"max_iter": 1000}}
 TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
@@ -459,3 +462,34 @@ class TestPromotion:
 
 def stages(cli: Cli) -> dict[int, str]:
     return {model["version"]: model["stage"] for model in cli.json("model", "list", "promo")}
+
+
+class TestSubscriptions:
+    def test_create_list_and_deliveries(self, cli: Cli) -> None:
+        with deploy_target() as receiver:
+            created = cli.ok(
+                "subscription", "create", receiver.url, "-e", "run.completed", "-p", "events-cli"
+            )
+            assert re.match(r"^Subscription (\d+) created: run.completed -> ", created), created
+            subscription_id = created.split()[1]
+            secret = re.search(r"Secret: (whsec_\S+) \(shown only this once", created)
+            assert secret is not None
+            listed = cli.ok("subscription", "list")
+            assert receiver.url in listed and "events-cli" in listed and "enabled" in listed
+            cli.apply("events-cli")
+            run = cli.json("pipeline", "trigger", "events-cli", "--wait")
+            deadline = time.monotonic() + 30
+            while not receiver.raw and time.monotonic() < deadline:
+                time.sleep(0.1)
+        [(headers, body)] = receiver.raw
+        event = Webhook(secret.group(1)).verify(body, headers)
+        assert event["type"] == "run.completed" and event["data"]["run"] == run["id"]
+        log = cli.json("subscription", "deliveries", subscription_id)
+        assert [d["status"] for d in log["items"]] == ["delivered"]
+        table = cli.ok("subscription", "deliveries", subscription_id)
+        assert "run.completed" in table and "delivered" in table and "200" in table
+
+    def test_a_bad_event_is_the_servers_error(self, cli: Cli) -> None:
+        result = cli("subscription", "create", "https://x.example.com", "-e", "nope")
+        assert result.returncode == 1
+        assert "events.0" in result.stderr + result.stdout

@@ -291,7 +291,12 @@ def test_other_http_errors_name_the_status(web: _FileServer, settings: Settings)
     with pytest.raises(SourceError) as caught:
         load(csv(url), settings)
 
-    assert str(caught.value) == f"Data source unavailable: 500 Internal Server Error from {url}"
+    # A 500 is tried again (4 attempts by default), and the error lists every one.
+    failed = "500 Internal Server Error"
+    assert str(caught.value) == (
+        f"Data source unavailable: {failed} from {url} "
+        f"(after 4 attempts: 1: {failed}; 2: {failed}; 3: {failed}; 4: {failed})"
+    )
 
 
 @pytest.mark.parametrize("prefix", ["", "/stream"], ids=["content-length", "streamed"])

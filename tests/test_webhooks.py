@@ -268,14 +268,15 @@ class TestSignatures:
         assert says in response.json()["detail"]
         assert batch_count(settings) == 0
 
-    def test_unknown_pipeline_is_404(self, client: Any) -> None:
+    def test_unknown_pipeline_is_401_like_a_wrong_secret(self, client: Any) -> None:
         body = records(churn_frame(2))
         response = client.post(
             f"{API}/pipelines/nope/data",
             content=body,
             headers={"Content-Type": JSON, "X-Mlops-Signature": mlops_signature("x", body)},
         )
-        assert response.status_code == 404
+        assert response.status_code == 401
+        assert "signature mismatch" in response.json()["detail"]
 
 
 class TestRotation:
@@ -582,7 +583,8 @@ class TestIdempotency:
         assert again.headers["Idempotent-Replayed"] == "true"
         assert "Idempotent-Replayed" not in first.headers
         assert batch_count(settings) == 1
-        assert delivery_count(settings) == 1
+        # The key, and the replay key of the first request's signature.
+        assert delivery_count(settings) == 2
 
     def test_the_same_key_with_another_body_is_refused(
         self, client: Any, settings: Settings
@@ -602,8 +604,8 @@ class TestIdempotency:
         self, client: Any, settings: Settings
     ) -> None:
         secret = create(client)
-        body = records(churn_frame(5))
-        for header in ("X-GitHub-Delivery", "X-Mlops-Delivery"):
+        for seed, header in enumerate(("X-GitHub-Delivery", "X-Mlops-Delivery")):
+            body = records(churn_frame(5, seed=seed))
             first = post(client, body, secret, github=True, **{header: f"{header}-1"})
             again = post(client, body, secret, github=True, **{header: f"{header}-1"})
             assert again.json() == first.json()
@@ -622,7 +624,7 @@ class TestIdempotency:
         assert "Idempotent-Replayed" not in later.headers
         assert later.json()["batch_id"] != first["batch_id"]
         assert batch_count(settings) == 2
-        assert delivery_count(settings) == 1
+        assert delivery_count(settings) == 2  # the stale pair went; the new one stays
 
     def test_a_refused_delivery_is_not_remembered(self, client: Any, settings: Settings) -> None:
         secret = create(client)
@@ -716,6 +718,7 @@ def test_100_concurrent_identical_posts_make_one_batch(server: Server, tmp_path:
     try:
         with engine.connect() as connection:
             assert connection.scalar(select(func.count()).select_from(DataBatch)) == 1
-            assert connection.scalar(select(func.count()).select_from(WebhookDelivery)) == 1
+            # The delivery key and the signature's replay key.
+            assert connection.scalar(select(func.count()).select_from(WebhookDelivery)) == 2
     finally:
         engine.dispose()

@@ -30,11 +30,16 @@ DATA_BODY: dict[str, Any] = {
     }
 }
 DATA_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing, malformed, stale or wrong signature; nothing stored"},
-    404: {"description": "No such pipeline"},
+    401: {
+        "description": "Missing, malformed, stale or wrong signature, or no such pipeline "
+        "(the same answer, so names cannot be listed); nothing stored"
+    },
     413: {"description": "Body larger than MLOPS_WEBHOOK_MAX_BYTES"},
     415: {"description": "Not JSON, CSV or Parquet"},
-    422: {"description": "Bad rows, columns or values (each named), or a reused delivery key"},
+    422: {
+        "description": "Bad rows, columns or values (each named), or a delivery key or "
+        "webhook-id reused for a different body"
+    },
 }
 
 
@@ -88,7 +93,7 @@ def _accept(
 ) -> Answer:
     return service.accept(
         session=session,
-        pipeline=pipelines.get_live(session=session, name=name),
+        name=name,
         body=body,
         headers=headers,
         settings=services.settings,

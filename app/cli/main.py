@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli import keys, models, pipelines, runs
+from app.cli import keys, models, pipelines, runs, subscriptions
 from app.cli.client import DEFAULT_URL, Globals, set_globals
 
 app = typer.Typer(help="mlops: a retraining control plane.", no_args_is_help=True)
@@ -17,6 +17,7 @@ app.add_typer(pipelines.app, name="pipeline")
 app.add_typer(models.app, name="model")
 app.add_typer(runs.app, name="run")
 app.add_typer(keys.app, name="key")
+app.add_typer(subscriptions.app, name="subscription")
 
 
 def _version() -> str:

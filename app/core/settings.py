@@ -58,6 +58,18 @@ class Settings(BaseSettings):
     # (default: a random one kept in the data dir; set it when replicas share users).
     ui_session_s: float = Field(default=8 * 3600.0, gt=0)
     ui_secret: SecretStr | None = None
+    # Deploy webhooks and http(s) sources: tries per call through 5xx, timeouts and resets,
+    # waiting about backoff_s, 2 x backoff_s, 4 x backoff_s… (with jitter) in between.
+    outbound_attempts: int = Field(default=4, ge=1, le=20)
+    outbound_backoff_s: float = Field(default=1.0, ge=0, le=60)
+    # Event delivery (subscriptions): how often each process looks for due deliveries, the
+    # timeout of one attempt, the backoff (exponential with full jitter, from backoff_s up
+    # to max_backoff_s), and for how long a failing delivery is retried (at least 24 h).
+    event_poll_s: float = Field(default=2.0, gt=0)
+    event_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    event_backoff_s: float = Field(default=5.0, ge=0)
+    event_max_backoff_s: float = Field(default=3600.0, gt=0)
+    event_retry_s: float = Field(default=26 * 3600.0, gt=0)
 
     @field_validator("source_dirs", mode="before")
     @classmethod

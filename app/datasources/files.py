@@ -10,6 +10,7 @@ import pandas as pd
 import pyarrow as pa
 
 from app.core.errors import SourceError
+from app.core.retry import RetryPolicy
 from app.core.settings import Settings
 from app.datasources.messages import first_line, redact_url
 from app.datasources.remote import fetch
@@ -19,7 +20,9 @@ FileSource = CsvSource | ParquetSource
 _LABELS = {"csv": "CSV", "parquet": "Parquet"}
 
 
-def load_file(source: FileSource, settings: Settings) -> pd.DataFrame:
+def load_file(
+    source: FileSource, settings: Settings, attempts: list[str] | None = None
+) -> pd.DataFrame:
     """Read a CSV or Parquet source from the source directories or over http(s)."""
     if is_http_url(source.path):
         body = fetch(
@@ -27,6 +30,8 @@ def load_file(source: FileSource, settings: Settings) -> pd.DataFrame:
             timeout_s=settings.http_source_timeout_s,
             max_bytes=settings.http_source_max_bytes,
             allow=settings.http_url_allow,
+            policy=RetryPolicy.of(settings),
+            attempts=attempts,
         )
         return _parse(source, io.BytesIO(body))
     if "://" in source.path:
@@ -45,6 +50,17 @@ def is_http_url(path: str) -> bool:
 
 def resolve_local_path(raw: str, settings: Settings) -> Path:
     """The real path of `raw`: an existing file inside a source directory, outside our own."""
+    for real in check_local_path(raw, settings):
+        if real.is_file():
+            return real
+    raise SourceError(f"Data source not found: {raw}")
+
+
+def check_local_path(raw: str, settings: Settings) -> list[Path]:
+    """The real paths `raw` may name (it need not exist yet); SourceError if none is allowed.
+
+    Checked when a spec is stored and again when it runs: a symlink may change in between.
+    """
     roots = [root.resolve() for root in settings.source_dirs]
     # The service's own files (its SQLite database with webhook secrets, the artifacts) sit in
     # the working directory by default; a pipeline must never read them as data.
@@ -56,20 +72,18 @@ def resolve_local_path(raw: str, settings: Settings) -> Path:
     given = Path(raw)
     candidates = [given] if given.is_absolute() else [root / given for root in roots]
     # Containment is checked before existence, so probing outside the roots learns nothing.
-    allowed = [
-        real
-        for real in _real_paths(candidates)
-        if _inside(real, roots) and not _inside(real, private)
-    ]
-    if not allowed:
+    reals = _real_paths(candidates)
+    allowed = [real for real in reals if _inside(real, roots) and not _inside(real, private)]
+    if allowed:
+        return allowed
+    if any(_inside(real, private) for real in reals):
         raise SourceError(
-            f"Data source path not allowed: {raw} is outside the source directories "
-            "(MLOPS_SOURCE_DIRS)"
+            f"Data source path not allowed: {raw} is inside the service's data directory "
+            "(MLOPS_DATA_DIR: its database, artifacts and keys are never pipeline data)"
         )
-    for real in allowed:
-        if real.is_file():
-            return real
-    raise SourceError(f"Data source not found: {raw}")
+    raise SourceError(
+        f"Data source path not allowed: {raw} is outside the source directories (MLOPS_SOURCE_DIRS)"
+    )
 
 
 def _own_database(settings: Settings) -> list[Path]:

@@ -6,19 +6,41 @@ import time
 
 import httpx
 
-from app.core import outbound
+from app.core import outbound, retry
 from app.core.errors import SourceError
+from app.core.retry import TRANSIENT_STATUS, RetryPolicy, Transient
 from app.datasources.messages import first_line, redact_url
 
 
-def fetch(url: str, *, timeout_s: float, max_bytes: int, allow: str | None = None) -> bytes:
+def fetch(
+    url: str,
+    *,
+    timeout_s: float,
+    max_bytes: int,
+    allow: str | None = None,
+    policy: RetryPolicy | None = None,
+    attempts: list[str] | None = None,
+) -> bytes:
     """The body of `url`, or a SourceError that says plainly why it could not be had.
 
-    `allow`: the operator's MLOPS_HTTP_URL_ALLOW; the URL and every redirect must match it."""
+    `allow`: the operator's MLOPS_HTTP_URL_ALLOW; the URL and every redirect must match it.
+    A 5xx, 429, timeout or reset is tried again (`policy`); if that took more than one try,
+    `attempts` receives one line saying how each went."""
     shown = redact_url(url)
     if not outbound.allowed(url, allow):
         raise SourceError(f"Data source not allowed: {outbound.refusal(url)}")
+    log: list[str] = []
+    body = retry.call(
+        lambda: _fetch_once(url, shown, timeout_s, max_bytes, allow),
+        policy=policy or RetryPolicy(),
+        log=log,
+    )
+    if log and attempts is not None:
+        attempts.append(retry.summary(log, "fetched"))
+    return body
 
+
+def _fetch_once(url: str, shown: str, timeout_s: float, max_bytes: int, allow: str | None) -> bytes:
     hops = 0
 
     def check_redirect(request: httpx.Request) -> None:
@@ -39,7 +61,12 @@ def fetch(url: str, *, timeout_s: float, max_bytes: int, allow: str | None = Non
             _check_status(response, shown)
             return _read_capped(response, shown, max_bytes, deadline=time.monotonic() + timeout_s)
     except httpx.TimeoutException as exc:
-        raise SourceError(f"Data source timed out after {timeout_s:g}s: {shown}") from exc
+        failed = SourceError(f"Data source timed out after {timeout_s:g}s: {shown}")
+        raise Transient(f"timed out after {timeout_s:g}s", failed) from exc
+    except httpx.TransportError as exc:
+        reason = first_line(exc)
+        failed = SourceError(f"Could not fetch data source {shown}: {reason}")
+        raise Transient(f"could not connect: {reason}", failed) from exc
     except (httpx.HTTPError, httpx.InvalidURL) as exc:
         raise SourceError(f"Could not fetch data source {shown}: {first_line(exc)}") from exc
 
@@ -49,7 +76,10 @@ def _check_status(response: httpx.Response, shown: str) -> None:
         raise SourceError(f"Data source not found: {shown}")
     if not response.is_success:
         status = f"{response.status_code} {response.reason_phrase}"
-        raise SourceError(f"Data source unavailable: {status} from {shown}")
+        failed = SourceError(f"Data source unavailable: {status} from {shown}")
+        if response.status_code >= 500 or response.status_code in TRANSIENT_STATUS:
+            raise Transient(status, failed)
+        raise failed
 
 
 def _read_capped(response: httpx.Response, shown: str, max_bytes: int, *, deadline: float) -> bytes:

@@ -35,12 +35,19 @@ _SKLEARN_LOADERS: dict[str, Callable[..., Any]] = {
 
 
 def load_frame(
-    source: Source, *, pipeline_id: int, session: Session, settings: Settings
+    source: Source,
+    *,
+    pipeline_id: int,
+    session: Session,
+    settings: Settings,
+    attempts: list[str] | None = None,
 ) -> pd.DataFrame:
-    """The source's rows, windowed; an empty frame is returned, not refused."""
+    """The source's rows, windowed; an empty frame is returned, not refused.
+
+    `attempts` receives how an http(s) source was fetched, if it took more than one try."""
     if isinstance(source, IngestedSource):
         return load_ingested(source.window, pipeline_id=pipeline_id, session=session)
-    return apply_window(_load_all(source, settings), source.window)
+    return apply_window(_load_all(source, settings, attempts), source.window)
 
 
 def describe_source(source: Source) -> str:
@@ -52,13 +59,15 @@ def describe_source(source: Source) -> str:
 
 
 def _load_all(
-    source: CsvSource | ParquetSource | SqlSource | SklearnSource, settings: Settings
+    source: CsvSource | ParquetSource | SqlSource | SklearnSource,
+    settings: Settings,
+    attempts: list[str] | None,
 ) -> pd.DataFrame:
     if isinstance(source, SqlSource):
         return load_sql(source, settings)
     if isinstance(source, SklearnSource):
         return _load_sklearn(source.dataset)
-    return load_file(source, settings)
+    return load_file(source, settings, attempts)
 
 
 def _load_sklearn(name: str) -> pd.DataFrame:

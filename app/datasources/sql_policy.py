@@ -57,6 +57,14 @@ def _check_allowed(url: str, settings: Settings) -> None:
     )
 
 
+def sqlite_file(url: str) -> str | None:
+    """The file a SQLite URL opens (as written), or None for other databases and memory."""
+    parsed = _parsed(url)
+    if parsed is None or parsed.get_backend_name() != "sqlite":
+        return None
+    return None if parsed.database in (None, "", ":memory:") else parsed.database
+
+
 def _parsed(url: str) -> URL | None:
     try:
         return make_url(url)
@@ -106,8 +114,9 @@ _READING = frozenset({"select", "with", "values", "table"})
 def check_query(query: str) -> None:
     """Refuse anything but one reading statement, before it ever reaches a database.
 
-    Only a first line of defence, for a clear early answer: the query still runs in a
-    read-only transaction (a `WITH … DELETE` is stopped there), as one prepared statement.
+    Checked when a spec is stored, for a clear early answer; at run time the query still runs
+    in a read-only transaction, as one prepared statement, which stops what a spec stored
+    before this check (or a check missed) would try.
     """
     noise = _LEADING_NOISE.match(query)
     rest = query[noise.end() if noise else 0 :]
@@ -117,3 +126,26 @@ def check_query(query: str) -> None:
         raise SourceError(
             f"SQL source query must be one SELECT (or WITH … SELECT) statement, not {shown}"
         )
+    # Literals, quoted names and comments may say anything; only the code around them counts.
+    code = _QUOTED.sub(" ", query)
+    if ";" in code.rstrip().rstrip(";"):
+        raise SourceError(
+            "SQL source query must be one statement: found `;` followed by another statement"
+        )
+    if (writes := _MODIFYING.search(code)) is not None:
+        raise SourceError(
+            "SQL source query must only read: found "
+            f"{writes.group().upper()} (a data-modifying statement, in a CTE or elsewhere)"
+        )
+
+
+_QUOTED = re.compile(
+    r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|\[[^\]]*\]|--[^\n]*|/\*.*?\*/"
+    r"|\$(\w*)\$.*?\$\1\$",
+    re.DOTALL,
+)
+_MODIFYING = re.compile(
+    r"\b(?:insert|update|delete|merge|upsert|truncate|drop|alter|create|grant|revoke|copy"
+    r"|attach|detach|pragma|vacuum|lock)\b",
+    re.IGNORECASE,
+)

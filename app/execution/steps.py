@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.auth.roles import SYSTEM
 from app.core.db import read_only_unit, unit_of_work
 from app.core.faults import crash_point
+from app.core.retry import RetryPolicy
 from app.datasources.service import describe_source, load_frame
 from app.execution import compute, fitting, processes
 from app.execution.champion import (
@@ -80,6 +81,7 @@ class RunState:
 def load_data(state: RunState, env: WorkerEnv) -> str:
     # Read-only: on SQLite a write transaction would hold the database's one write lock for
     # as long as the source takes to read, and every tick and claim would wait behind it.
+    attempts: list[str] = []
     with read_only_unit(env.factory) as session:
         frame = compute.run(
             load_frame,
@@ -87,10 +89,13 @@ def load_data(state: RunState, env: WorkerEnv) -> str:
             pipeline_id=state.pipeline_id,
             session=session,
             settings=env.settings,
+            attempts=attempts,
         )
     state.frame = frame
     where = describe_source(state.spec.source)
-    return f"{len(frame)} rows x {len(frame.columns)} columns from {where}"
+    # An http(s) source that needed more than one try says so, attempt by attempt.
+    fetched = f" {attempts[0]}" if attempts else ""
+    return f"{len(frame)} rows x {len(frame.columns)} columns from {where}{fetched}"
 
 
 def validate(state: RunState, env: WorkerEnv) -> str:
@@ -206,6 +211,7 @@ def deploy(state: RunState, env: WorkerEnv) -> str:
         evidence={"run_id": state.run_id, **state.metrics},
         public_url=env.settings.public_url,
         url_allow=env.settings.http_url_allow,
+        retry=RetryPolicy.of(env.settings),
     )
     detail = f"version {state.version} promoted to production"
     # The run completes in the promotion's own transaction (see worker._fence), with this detail.
@@ -214,10 +220,15 @@ def deploy(state: RunState, env: WorkerEnv) -> str:
         name=state.pipeline_name,
         version=state.version,
         request=request,
-        fence=lambda session: state.finalize(session, detail),
+        fence=lambda session, deployed: state.finalize(session, _with_webhook(detail, deployed)),
     )
     _serve_trained_model(state, env)
     return detail
+
+
+def _with_webhook(detail: str, deployed: str) -> str:
+    # A webhook target's answer, every attempt included, belongs in the step's detail.
+    return detail if deployed.startswith("served by the built-in") else f"{detail}; {deployed}"
 
 
 STEPS: tuple[tuple[str, Callable[[RunState, WorkerEnv], str]], ...] = (

@@ -13,8 +13,8 @@ from app.core.errors import InvalidSpec, SourceError, TooLarge, field_error
 from app.core.problems import dotted, summary, validation_errors
 from app.core.settings import Settings
 from app.core.untrusted import problems, unreadable
-from app.datasources.files import is_http_url
-from app.datasources.sql_policy import check_query, source_url
+from app.datasources.files import check_local_path, is_http_url
+from app.datasources.sql_policy import check_query, source_url, sqlite_file
 from app.spec.estimators import EstimatorError, resolve_estimator
 from app.spec.schema import (
     CLASSIFICATION_METRICS,
@@ -90,6 +90,7 @@ def check_semantics(spec: PipelineSpec, settings: Settings) -> None:
         raise _invalid("features", f"the target {spec.target!r} cannot also be a feature")
     if isinstance(spec.source, SqlSource):
         _check_sql(spec.source, settings)
+    _check_local_file(spec, settings)
     _check_urls(spec, settings.http_url_allow)
     try:
         resolved = resolve_estimator(spec.model.estimator, settings.allowed_estimators)
@@ -119,6 +120,22 @@ def _check_sql(source: SqlSource, settings: Settings) -> None:
         check_query(source.query)
     except SourceError as exc:
         raise _invalid("source.sql.query", exc.detail) from exc
+    if source.url is not None and (database := sqlite_file(source.url)) is not None:
+        _check_path("source.sql.url", database, settings)
+
+
+def _check_local_file(spec: PipelineSpec, settings: Settings) -> None:
+    """A local csv/parquet path must stay in MLOPS_SOURCE_DIRS (it may not exist yet)."""
+    source = spec.source
+    if isinstance(source, CsvSource | ParquetSource) and "://" not in source.path:
+        _check_path(f"source.{source.kind}.path", source.path, settings)
+
+
+def _check_path(field: str, raw: str, settings: Settings) -> None:
+    try:
+        check_local_path(raw, settings)
+    except SourceError as exc:
+        raise _invalid(field, exc.detail) from exc
 
 
 def _check_urls(spec: PipelineSpec, allow: str | None) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.auth import audit
 from app.auth.roles import Actor
+from app.core import signing
 from app.core.db import MAX_ID, after_commit
 from app.core.errors import Conflict, InvalidSpec, NotFound, StoredSpecInvalid, field_error
 from app.core.problems import dotted
@@ -202,8 +202,8 @@ def pause_or_resume(
 
 
 def new_webhook_secret() -> str:
-    """A fresh webhook secret (256 random bits)."""
-    return f"whsec_{secrets.token_urlsafe(32)}"
+    """A fresh webhook secret: `whsec_` and 256 random bits in base64 (Standard Webhooks)."""
+    return signing.new_secret()
 
 
 def spec_of(pipeline: Pipeline) -> PipelineSpec:

@@ -15,8 +15,10 @@ from app.auth.roles import Actor
 from app.core.db import SessionFactory, read_only_unit, unit_of_work
 from app.core.errors import Conflict
 from app.core.faults import crash_point
+from app.core.retry import RetryPolicy
 from app.core.settings import Settings
 from app.core.time import utcnow
+from app.events import service as events
 from app.pipelines import service as pipelines
 from app.pipelines.models import Pipeline
 from app.registry import service as registry
@@ -27,7 +29,8 @@ from app.runs import transitions as t
 from app.runs.models import Run
 from app.spec.schema import BuiltinTarget, WebhookTarget
 
-Fence = Callable[[Session], None]
+# Called in the promotion's transaction with what the deploy target said.
+Fence = Callable[[Session, str], None]
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class Request:
     evidence: dict[str, Any]
     public_url: str
     url_allow: str | None = None  # MLOPS_HTTP_URL_ALLOW, for a webhook deploy target
+    retry: RetryPolicy | None = None  # how a webhook deploy target is tried through a blip
     force: bool = False  # promote a version that a gate rejected
 
 
@@ -68,6 +72,7 @@ def manual_request(
         public_url=settings.public_url,
         url_allow=settings.http_url_allow,
         force=force,
+        retry=RetryPolicy.of(settings),
     )
 
 
@@ -101,11 +106,12 @@ def _execute(
     factory: SessionFactory, plan: Plan, request: Request, fence: Fence | None
 ) -> PromotionRead:
     # The deploy target is called with no transaction open: it may take seconds.
-    detail = deploy(plan.target, plan.payload, request.url_allow)
+    detail = deploy(plan.target, plan.payload, request.url_allow, request.retry)
     with unit_of_work(factory) as session:
         if fence is not None:
-            fence(session)
+            fence(session, detail)
         row = _switch(session, plan, request, detail)
+        events.emit(session, EVENTS[plan.action], pipeline=plan.pipeline_name, data=_data(row))
         _audit(session, plan, request)
         read = PromotionRead.model_validate(row)
         crash_point("before_promotion_commit")
@@ -188,6 +194,19 @@ def _switch(session: Session, plan: Plan, request: Request, detail: str) -> Prom
     session.add(row)
     session.flush()
     return row
+
+
+EVENTS = {"promote": "model.promoted", "rollback": "model.rolled_back"}
+
+
+def _data(row: Promotion) -> dict[str, Any]:
+    return {
+        "version": row.to_version,
+        "from_version": row.from_version,
+        "run": row.evidence.get("run_id"),
+        "reason": row.reason,
+        "actor": row.actor,
+    }
 
 
 def _audit(session: Session, plan: Plan, request: Request) -> None:

@@ -9,6 +9,8 @@ from sqlalchemy.orm import Session
 
 from app.core.errors import Conflict
 from app.core.time import utcnow
+from app.events import service as events
+from app.pipelines.models import Pipeline
 from app.runs.models import Run
 
 QUEUED: Final = "queued"
@@ -38,6 +40,10 @@ TERMINAL: Final = frozenset(s for s, targets in ALLOWED.items() if not targets)
 SETTLED: Final = TERMINAL | {AWAITING_APPROVAL}
 
 
+# Statuses a subscriber hears about, as `run.<status>` events.
+ANNOUNCED: Final = frozenset({COMPLETED, FAILED, REJECTED, AWAITING_APPROVAL})
+
+
 class IllegalTransition(Conflict):
     """The run is not in a status that allows this change."""
 
@@ -52,11 +58,26 @@ def transition(session: Session, run: Run, to: str, *, error: str | None = None)
         run.started_at = now
     if error is not None:
         run.error = error
+    if to in ANNOUNCED:
+        _announce(session, run)
     if to in SETTLED:
         run.finished_at = run.finished_at or now
         return _release_slot(session, run)
     session.flush()
     return None
+
+
+def _announce(session: Session, run: Run) -> None:
+    # In the transition's own transaction: the event commits with the status, or neither.
+    pipeline = session.get_one(Pipeline, run.pipeline_id)
+    data = {
+        "run": run.id,
+        "status": run.status,
+        "version": run.model_version,
+        "reason": run.error or run.trigger_reason,
+        "trigger": {"kind": run.trigger_kind, "reason": run.trigger_reason},
+    }
+    events.emit(session, f"run.{run.status}", pipeline=pipeline.name, data=data)
 
 
 def _release_slot(session: Session, run: Run) -> int | None:

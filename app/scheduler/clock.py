@@ -17,6 +17,9 @@ from apscheduler.schedulers.base import STATE_RUNNING
 log = logging.getLogger(__name__)
 RUNS_POOL = "runs"
 TICKS_POOL = "ticks"
+# Event delivery waits on other people's servers: its own thread, so a slow receiver never
+# holds up the heartbeat or the lease check in the default pool.
+EVENTS_POOL = "events"
 
 
 class Clock:
@@ -28,6 +31,7 @@ class Clock:
                 # Firing a tick is a short insert; its own pool keeps ticks on time while
                 # every run worker is busy training.
                 TICKS_POOL: ThreadPoolExecutor(4),
+                EVENTS_POOL: ThreadPoolExecutor(1),
             },
             job_defaults={"coalesce": True, "max_instances": 1},
             timezone="UTC",
@@ -56,10 +60,17 @@ class Clock:
                 pass
             self.scheduler.shutdown(wait=wait)
 
-    def every(self, seconds: float, job_id: str, func: Callable[[], None]) -> None:
+    def every(
+        self, seconds: float, job_id: str, func: Callable[[], None], *, pool: str = "default"
+    ) -> None:
         """A housekeeping job; a failure is logged and the next tick runs as usual."""
         self.scheduler.add_job(
-            _logged(job_id, func), "interval", seconds=seconds, id=job_id, replace_existing=True
+            _logged(job_id, func),
+            "interval",
+            seconds=seconds,
+            id=job_id,
+            replace_existing=True,
+            executor=pool,
         )
 
 

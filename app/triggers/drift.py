@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from app.core.time import as_utc
 from app.datasources import stored
 from app.datasources.models import DataBatch
+from app.events import service as events
 from app.pipelines.models import Pipeline
 from app.pipelines.service import spec_of
 from app.registry import service as registry
@@ -168,6 +169,12 @@ def check_after_ingest(
         if result is None or not result.breached:
             continue
         run_id = _fire(session, pipeline, trigger, result, dispatch, actor)
+        events.emit(
+            session,
+            "drift.detected",
+            pipeline=pipeline.name,
+            data={"reason": result.reason, "run": run_id, "method": trigger.method},
+        )
         if run_id is not None:
             fired.append(run_id)
     return fired

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from app.core.db import after_commit
 from app.core.faults import crash_point
 from app.core.time import utcnow
+from app.events import service as events
 from app.pipelines.models import Pipeline
 from app.pipelines.service import spec_of
 from app.runs import service as runs
@@ -74,6 +75,10 @@ def fire_locked(
     assert slot is not None
     run = runs.queued_run(pipeline.id, slot, fire, scheduled_for=scheduled_for)
     recorded = record(session, run)
+    if recorded is run:
+        trigger = {"kind": fire.kind, "reason": fire.reason}
+        data = {"run": run.id, "reason": fire.reason, "trigger": trigger}
+        events.emit(session, "trigger.fired", pipeline=pipeline.name, data=data)
     after_commit(session, lambda: crash_point("after_run_insert"))
     if recorded is run and slot == "active":
         after_commit(session, lambda: dispatch(run.id))

@@ -6,6 +6,7 @@ stored, in the same transaction: two deliveries with one key cannot both commit 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -20,32 +21,46 @@ from app.webhooks.models import WebhookDelivery
 
 @dataclass(frozen=True)
 class Claim:
-    delivery: WebhookDelivery
-    # True: the key was delivered before within the window; `delivery` holds that answer.
-    repeat: bool
+    # The new claims to fill in with the answer; empty when `earlier` answers instead.
+    claimed: list[WebhookDelivery]
+    # The delivery this request repeats (within the window), and the header that says so.
+    earlier: WebhookDelivery | None = None
+    header: str = ""
 
 
 def claim(
-    *, session: Session, pipeline_id: int, key: str, body_sha256: str, window_s: float
+    *,
+    session: Session,
+    pipeline_id: int,
+    keys: Sequence[tuple[str, str]],
+    body_sha256: str,
+    window_s: float,
 ) -> Claim:
-    """The earlier delivery with this key, or a new claim on it to fill in with the answer."""
+    """The earlier delivery one of `keys` (header, key) names, or new claims on all of them."""
     _forget_stale(session, pipeline_id, window_s)
-    if (earlier := _find(session, pipeline_id, key)) is not None:
-        return Claim(earlier, repeat=True)
-    delivery = WebhookDelivery(
-        pipeline_id=pipeline_id, key=key, body_sha256=body_sha256, status_code=0, response={}
-    )
-    try:
-        with session.begin_nested():
-            session.add(delivery)
-    except IntegrityError:
-        # A concurrent delivery with this key committed first (PostgreSQL made us wait for
-        # it on the unique index): its answer stands.
-        earlier = _find(session, pipeline_id, key)
-        if earlier is None:
-            raise
-        return Claim(earlier, repeat=True)
-    return Claim(delivery, repeat=False)
+    for header, key in keys:
+        if (earlier := _find(session, pipeline_id, key)) is not None:
+            return Claim([], earlier, header)
+    claimed: list[WebhookDelivery] = []
+    for header, key in keys:
+        delivery = WebhookDelivery(
+            pipeline_id=pipeline_id, key=key, body_sha256=body_sha256, status_code=0, response={}
+        )
+        try:
+            with session.begin_nested():
+                session.add(delivery)
+        except IntegrityError:
+            # A concurrent delivery with this key committed first (PostgreSQL made us wait
+            # for it on the unique index): its answer stands, and our other claims go.
+            earlier = _find(session, pipeline_id, key)
+            if earlier is None:
+                raise
+            for mine in claimed:
+                session.delete(mine)
+            session.flush()
+            return Claim([], earlier, header)
+        claimed.append(delivery)
+    return Claim(claimed)
 
 
 def same_body_or_refuse(delivery: WebhookDelivery, body_sha256: str, header: str) -> None:

@@ -17,6 +17,16 @@ class WebhookHeaders(BaseModel):
     x_hub_signature_256: str | None = Field(
         default=None, description="GitHub's form: sha256=<hex HMAC-SHA256 of body>"
     )
+    webhook_id: str | None = Field(
+        default=None, max_length=200, description="Standard Webhooks: the message id (signed)"
+    )
+    webhook_timestamp: str | None = Field(
+        default=None, description="Standard Webhooks: unix seconds (signed)"
+    )
+    webhook_signature: str | None = Field(
+        default=None,
+        description="Standard Webhooks: v1,<base64 HMAC-SHA256 of f'{id}.{timestamp}.' + body>",
+    )
     idempotency_key: str | None = Field(default=None, max_length=255)
     x_github_delivery: str | None = Field(default=None, max_length=255)
     x_mlops_delivery: str | None = Field(default=None, max_length=255)

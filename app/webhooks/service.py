@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.core.settings import Settings
 from app.core.time import as_utc, utcnow
+from app.pipelines import service as pipelines
 from app.pipelines.models import Pipeline
 from app.pipelines.service import new_webhook_secret
 from app.runs.service import Dispatch
@@ -35,40 +36,60 @@ class Answer:
 def accept(
     *,
     session: Session,
-    pipeline: Pipeline,
+    name: str,
     body: bytes,
     headers: WebhookHeaders,
     settings: Settings,
     dispatch: Dispatch,
 ) -> Answer:
-    """Store a signed delivery's rows once per delivery key, and fire what they trigger."""
+    """Store a signed delivery's rows once (per replay and delivery key), fire its triggers."""
     now = utcnow()
-    signed = SignatureHeaders(headers.x_mlops_signature, headers.x_hub_signature_256)
-    signatures.verify(signed, body, valid_secrets(pipeline, now), now)
+    pipeline = pipelines.find(session=session, name=name)
+    signed = SignatureHeaders(
+        headers.x_mlops_signature,
+        headers.x_hub_signature_256,
+        headers.webhook_id,
+        headers.webhook_timestamp,
+        headers.webhook_signature,
+    )
+    # An unknown name is checked against a secret nobody holds, so a caller without the
+    # secret gets the same 401 for every name and cannot list the pipelines.
+    verified = signatures.verify(signed, body, _secrets_or_decoy(pipeline, now), now)
+    if pipeline is None:
+        raise signatures.mismatch(verified.header)
     # Deliveries to one pipeline take turns. Triggers lock this row anyway (FOR UPDATE), and
     # taking it before our inserts' foreign-key share locks avoids a lock-order deadlock;
     # it also means each delivery counts the rows of every one committed before it.
     session.refresh(pipeline, with_for_update=True)
-    if (key := headers.delivery_key()) is None:
-        return Answer(ACCEPTED, _ingest(session, pipeline, body, headers, dispatch))
-    header, value = key
     digest = hashlib.sha256(body).hexdigest()
+    keys = [(verified.header, verified.replay_key)]
+    if (key := headers.delivery_key()) is not None:
+        keys.append(key)
     claim = deliveries.claim(
         session=session,
         pipeline_id=pipeline.id,
-        key=value,
+        keys=keys,
         body_sha256=digest,
-        window_s=settings.webhook_idempotency_s,
+        # A replay key must outlive the signature's tolerance, whatever the window.
+        window_s=max(settings.webhook_idempotency_s, signatures.TOLERANCE_S),
     )
-    if claim.repeat:
-        deliveries.same_body_or_refuse(claim.delivery, digest, header)
-        stored = DataAccepted.model_validate(claim.delivery.response)
-        return Answer(claim.delivery.status_code, stored, replayed=True)
+    if claim.earlier is not None:
+        deliveries.same_body_or_refuse(claim.earlier, digest, claim.header)
+        stored = DataAccepted.model_validate(claim.earlier.response)
+        return Answer(claim.earlier.status_code, stored, replayed=True)
     answer = _ingest(session, pipeline, body, headers, dispatch)
-    claim.delivery.status_code = ACCEPTED
-    claim.delivery.response = answer.model_dump(mode="json")
+    for delivery in claim.claimed:
+        delivery.status_code = ACCEPTED
+        delivery.response = answer.model_dump(mode="json")
     session.flush()
     return Answer(ACCEPTED, answer)
+
+
+def _secrets_or_decoy(pipeline: Pipeline | None, now: datetime) -> list[str]:
+    return [_DECOY_SECRET] if pipeline is None else valid_secrets(pipeline, now)
+
+
+_DECOY_SECRET = new_webhook_secret()
 
 
 def _ingest(

@@ -1,0 +1,1 @@
+"""Outgoing events: subscriptions, the transactional outbox, and its delivery."""

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.core.time import Timestamp
+
+EVENT_TYPES = (
+    "run.completed",
+    "run.failed",
+    "run.rejected",
+    "run.awaiting_approval",
+    "model.promoted",
+    "model.rolled_back",
+    "trigger.fired",
+    "drift.detected",
+)
+EventType = Literal[
+    "run.completed",
+    "run.failed",
+    "run.rejected",
+    "run.awaiting_approval",
+    "model.promoted",
+    "model.rolled_back",
+    "trigger.fired",
+    "drift.detected",
+    "*",
+]
+Format = Literal["standard", "slack"]
+SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+
+
+class SubscriptionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(
+        min_length=1,
+        max_length=2048,
+        pattern=r"^[hH][tT][tT][pP][sS]?://\S+$",
+        description="http(s) URL that receives the events (must match MLOPS_HTTP_URL_ALLOW)",
+    )
+    events: list[EventType] = Field(
+        min_length=1, max_length=len(EVENT_TYPES) + 1, description='Event types, or ["*"]'
+    )
+    pipelines: list[Annotated[str, Field(pattern=SLUG_PATTERN)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description="Only events of these pipelines (names); omit for all",
+    )
+    format: Format = Field(
+        default="standard",
+        description="standard: Standard Webhooks JSON; slack: {'text': …} for an incoming webhook",
+    )
+
+
+class SubscriptionRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    url: str
+    events: list[str]
+    pipelines: list[str] | None
+    format: str
+    enabled: bool
+    disabled_reason: str | None = Field(description="Why delivery stopped (a 410 from the URL)")
+    created_at: Timestamp
+    created_by: str
+
+
+class SubscriptionCreated(SubscriptionRead):
+    secret: str = Field(
+        description="whsec_<base64>: the base64 part is the HMAC key. Shown only here; store it."
+    )
+
+
+class SecretRotated(BaseModel):
+    secret: str = Field(description="The new secret, shown only here; the old one stops now.")
+
+
+class DeliveryRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    event_id: int
+    message_id: str = Field(description="The webhook-id header: the same on every attempt")
+    type: str
+    pipeline: str
+    status: str = Field(description="pending, delivered or failed")
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    last_attempt_at: Timestamp | None
+    next_attempt_at: Timestamp | None = Field(description="When a pending delivery is tried next")
+    delivered_at: Timestamp | None
+    created_at: Timestamp
