@@ -32,8 +32,8 @@ from app.execution import recovery
 from app.execution.env import WorkerEnv
 from app.executors.thread import ThreadExecutor
 from app.ops.docs import install_docs
-from app.registry.artifacts import LocalArtifactStore
 from app.registry.serving import ModelCache
+from app.registry.stores import open_store
 from app.scheduler.clock import Clock
 from app.scheduler.service import TimeScheduler
 
@@ -51,9 +51,11 @@ def build_services(settings: Settings) -> Services:
     factory = make_session_factory(engine)
     clock = Clock(workers=settings.workers)
     executor = ThreadExecutor(clock)
-    artifacts = LocalArtifactStore(settings.resolved_artifact_dir)
+    artifacts = open_store(settings, engine)
     models = ModelCache(artifacts)
-    env = WorkerEnv(factory, settings, artifacts, executor, recovery.owner_id(), models)
+    env = WorkerEnv(
+        factory, settings, artifacts, executor, recovery.owner_id(), models, recovery.process_name()
+    )
     executor.bind(lambda run_id: _execute(run_id, env))
     scheduler = TimeScheduler(clock, factory, executor.submit, settings.reconcile_s)
     key_usage = usage.KeyUsage(factory)

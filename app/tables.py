@@ -5,12 +5,13 @@ from app.core.db import Base
 from app.datasources.models import DataBatch
 from app.monitoring.models import MetricObservation
 from app.pipelines.models import Pipeline
-from app.registry.models import ModelVersion, Promotion
+from app.registry.models import ArtifactChunk, ModelVersion, Promotion
 from app.runs.models import Run, RunStep
 from app.webhooks.models import WebhookDelivery
 
 __all__ = [
     "ApiKey",
+    "ArtifactChunk",
     "AuditEntry",
     "Base",
     "DataBatch",

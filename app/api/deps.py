@@ -24,7 +24,7 @@ from app.core.errors import Forbidden
 from app.core.settings import Settings
 from app.execution.env import WorkerEnv
 from app.executors.thread import ThreadExecutor
-from app.registry.artifacts import LocalArtifactStore
+from app.registry.artifacts import ArtifactStore
 from app.registry.serving import ModelCache
 from app.scheduler.clock import Clock
 from app.scheduler.service import TimeScheduler
@@ -37,7 +37,7 @@ class Services:
     factory: SessionFactory
     clock: Clock
     executor: ThreadExecutor
-    artifacts: LocalArtifactStore
+    artifacts: ArtifactStore
     models: ModelCache
     env: WorkerEnv
     scheduler: TimeScheduler

@@ -34,6 +34,11 @@ def owner_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
 
 
+def process_name() -> str:
+    """`<hostname>:<pid>`: how a run names the `mlops serve` process that executed it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
 def heartbeat(env: WorkerEnv) -> None:
     """Refresh the heartbeat of every run this process is executing."""
     with unit_of_work(env.factory) as session:

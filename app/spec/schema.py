@@ -59,13 +59,13 @@ class Window(SpecModel):
 
 class CsvSource(SpecModel):
     kind: Literal["csv"]
-    path: str = Field(min_length=1, max_length=2048, description="Local path or http(s) URL")
+    path: str = Field(min_length=1, max_length=2048, description="Local path, http(s) or s3:// URL")
     window: Window | None = None
 
 
 class ParquetSource(SpecModel):
     kind: Literal["parquet"]
-    path: str = Field(min_length=1, max_length=2048, description="Local path or http(s) URL")
+    path: str = Field(min_length=1, max_length=2048, description="Local path, http(s) or s3:// URL")
     window: Window | None = None
 
 
