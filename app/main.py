@@ -23,18 +23,20 @@ from app.api.webhooks import router as webhooks_router
 from app.auth import usage
 from app.auth.bootstrap import bootstrap
 from app.auth.middleware import AuthenticateFirst
-from app.core.db import make_engine, make_session_factory
+from app.core.db import SessionFactory, make_engine, make_session_factory
 from app.core.limits import BodyLimitMiddleware, Limit, limit_by_path
 from app.core.problems import install_problem_handlers
 from app.core.redact import redact_url_logs
 from app.core.settings import Settings, get_settings
 from app.execution import recovery
-from app.execution.env import WorkerEnv
+from app.execution.env import Executor, WorkerEnv
+from app.executors.celery import BrokerProbe, CeleryExecutor, make_celery
 from app.executors.thread import ThreadExecutor
 from app.ops.docs import install_docs
 from app.registry.serving import ModelCache
 from app.registry.stores import open_store
 from app.scheduler.clock import Clock
+from app.scheduler.housekeeping import schedule_recovery
 from app.scheduler.service import TimeScheduler
 
 log = logging.getLogger(__name__)
@@ -50,18 +52,39 @@ def build_services(settings: Settings) -> Services:
     engine = make_engine(settings.resolved_database_url)
     factory = make_session_factory(engine)
     clock = Clock(workers=settings.workers)
-    executor = ThreadExecutor(clock)
+    executor, broker = _executor(settings, clock, factory)
     artifacts = open_store(settings, engine)
     models = ModelCache(artifacts)
     env = WorkerEnv(
         factory, settings, artifacts, executor, recovery.owner_id(), models, recovery.process_name()
     )
-    executor.bind(lambda run_id: _execute(run_id, env))
+    if isinstance(executor, ThreadExecutor):
+        executor.bind(lambda run_id: _execute(run_id, env))
     scheduler = TimeScheduler(clock, factory, executor.submit, settings.reconcile_s)
     key_usage = usage.KeyUsage(factory)
     return Services(
-        settings, engine, factory, clock, executor, artifacts, models, env, scheduler, key_usage
+        settings,
+        engine,
+        factory,
+        clock,
+        executor,
+        artifacts,
+        models,
+        env,
+        scheduler,
+        key_usage,
+        broker,
     )
+
+
+def _executor(
+    settings: Settings, clock: Clock, factory: SessionFactory
+) -> tuple[Executor, BrokerProbe | None]:
+    """Threads of this process, or the broker (this process then never trains)."""
+    if settings.executor == "celery":
+        app = make_celery(settings)
+        return CeleryExecutor(app, factory), BrokerProbe(app)
+    return ThreadExecutor(clock), None
 
 
 def _execute(run_id: int, env: WorkerEnv) -> None:
@@ -79,13 +102,7 @@ def start(services: Services) -> None:
     services.clock.start()
     recovery.recover_at_start(services.env)
     services.scheduler.start()
-    settings = services.settings
-    services.clock.every(
-        settings.heartbeat_s, "heartbeat", lambda: recovery.heartbeat(services.env)
-    )
-    services.clock.every(
-        settings.lease_s / 2, "reap-lost-runs", lambda: recovery.reap_lost(services.env)
-    )
+    schedule_recovery(services.clock, services.env)
     services.clock.every(usage.FLUSH_S, "key-last-used", services.key_usage.flush)
 
 

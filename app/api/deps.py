@@ -22,8 +22,8 @@ from app.auth.usage import KeyUsage
 from app.core.db import SessionFactory, read_only_unit, unit_of_work
 from app.core.errors import Forbidden
 from app.core.settings import Settings
-from app.execution.env import WorkerEnv
-from app.executors.thread import ThreadExecutor
+from app.execution.env import Executor, WorkerEnv
+from app.executors.celery import BrokerProbe
 from app.registry.artifacts import ArtifactStore
 from app.registry.serving import ModelCache
 from app.scheduler.clock import Clock
@@ -36,12 +36,14 @@ class Services:
     engine: Engine
     factory: SessionFactory
     clock: Clock
-    executor: ThreadExecutor
+    executor: Executor
     artifacts: ArtifactStore
     models: ModelCache
     env: WorkerEnv
     scheduler: TimeScheduler
     key_usage: KeyUsage
+    # The broker, with the celery executor; None with threads.
+    broker: BrokerProbe | None
 
 
 async def get_services(request: Request) -> Services:

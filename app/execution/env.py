@@ -22,6 +22,9 @@ class Executor(Protocol):
     def queue_depth(self) -> int:
         """Runs handed over and not yet finished in this process."""
 
+    def executing(self) -> int:
+        """Runs this process is executing right now."""
+
 
 @dataclass(frozen=True)
 class WorkerEnv:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from typing import Any, Protocol
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -20,13 +21,25 @@ from app.pipelines.models import Pipeline
 from app.registry.models import ModelVersion
 from app.runs.models import Run
 
+DEFAULT_QUEUE = "default"
 BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0)
 
 
+class Broker(Protocol):
+    """What the metrics read from a broker (the celery executor's)."""
+
+    def depths(self, queues: list[str]) -> dict[str, int]: ...
+
+    def workers(self) -> list[str]: ...
+
+
 class DatabaseCollector(Collector):
-    def __init__(self, factory: SessionFactory, executor: Executor) -> None:
+    def __init__(
+        self, factory: SessionFactory, executor: Executor, broker: Broker | None = None
+    ) -> None:
         self._factory = factory
         self._executor = executor
+        self._broker = broker
 
     def collect(self) -> Iterator[Metric]:
         with read_only_unit(self._factory) as session:
@@ -41,6 +54,7 @@ class DatabaseCollector(Collector):
                 .where(Run.started_at.is_not(None), Run.finished_at.is_not(None))
             ).all()
             queued = session.scalar(select(func.count()).where(Run.status == "queued")) or 0
+            specs = session.scalars(select(Pipeline.spec)).all()
             production = session.execute(
                 select(Pipeline.name, ModelVersion.version)
                 .join(Pipeline, Pipeline.id == ModelVersion.pipeline_id)
@@ -67,6 +81,29 @@ class DatabaseCollector(Collector):
         for name, version in production:
             versions.add_metric([name], version)
         yield versions
+        if self._broker is not None:
+            yield from _broker_metrics(self._broker, sorted({_queue(spec) for spec in specs}))
+
+
+def _queue(spec: dict[str, Any]) -> str:
+    return str(spec.get("queue") or DEFAULT_QUEUE)
+
+
+def _broker_metrics(broker: Broker, queues: list[str]) -> Iterator[Metric]:
+    depth = GaugeMetricFamily(
+        "mlops_broker_queue_depth", "Tasks waiting in the broker, per queue", labels=["queue"]
+    )
+    for queue, count in broker.depths([DEFAULT_QUEUE, *queues]).items():
+        depth.add_metric([queue], count)
+    yield depth
+    workers = broker.workers()
+    yield GaugeMetricFamily(
+        "mlops_workers_seen", "Workers that answered a ping recently", value=len(workers)
+    )
+    seen = GaugeMetricFamily("mlops_worker_up", "A worker seen recently", labels=["worker"])
+    for name in workers:
+        seen.add_metric([name], 1)
+    yield seen
 
 
 def _durations(rows: Sequence[Row[str, datetime, datetime]]) -> HistogramMetricFamily:

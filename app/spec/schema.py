@@ -290,8 +290,12 @@ class PipelineSpec(SpecModel):
     )
     retries: Retries = Field(default_factory=Retries)
     timeout_s: float = Field(default=3600, gt=0, le=MAX_SECONDS)
+    queue: str = Field(
+        default="default",
+        description="With the celery executor: the workers listening on this queue run it",
+    )
 
-    @field_validator("name")
+    @field_validator("name", "queue")
     @classmethod
     def _slug(cls, value: str) -> str:
         if not SLUG.fullmatch(value):
