@@ -25,7 +25,7 @@ from app.api.webhooks import router as webhooks_router
 from app.auth import usage
 from app.auth.bootstrap import bootstrap
 from app.auth.middleware import AuthenticateFirst
-from app.core.db import make_engine, make_session_factory
+from app.core.db import SessionFactory, make_engine, make_session_factory
 from app.core.limits import BodyLimitMiddleware, Limit, limit_by_path
 from app.core.problems import install_problem_handlers
 from app.core.redact import redact_url_logs
@@ -33,15 +33,17 @@ from app.core.request_id import RequestIdMiddleware
 from app.core.settings import Settings, get_settings
 from app.events import delivery
 from app.execution import recovery
-from app.execution.env import WorkerEnv
+from app.execution.env import Executor, WorkerEnv
+from app.executors.celery import BrokerProbe, CeleryExecutor, make_celery
 from app.executors.thread import ThreadExecutor
 from app.ops.docs import install_docs
 from app.ops.http import RecordRequests, RouteTemplates
 from app.ops.metrics import build_registry
-from app.registry.artifacts import LocalArtifactStore
 from app.registry.serving import ModelCache
+from app.registry.stores import open_store
 from app.runs import rollup
 from app.scheduler.clock import EVENTS_POOL, Clock
+from app.scheduler.housekeeping import schedule_recovery
 from app.scheduler.service import TimeScheduler
 from app.ui.install import install_ui
 
@@ -58,14 +60,17 @@ def build_services(settings: Settings) -> Services:
     engine = make_engine(settings.resolved_database_url)
     factory = make_session_factory(engine)
     clock = Clock(workers=settings.workers)
-    executor = ThreadExecutor(clock)
-    artifacts = LocalArtifactStore(settings.resolved_artifact_dir)
+    executor, broker = _executor(settings, clock, factory)
+    artifacts = open_store(settings, engine)
     models = ModelCache(artifacts)
-    env = WorkerEnv(factory, settings, artifacts, executor, recovery.owner_id(), models)
-    executor.bind(lambda run_id: _execute(run_id, env))
+    env = WorkerEnv(
+        factory, settings, artifacts, executor, recovery.owner_id(), models, recovery.process_name()
+    )
+    if isinstance(executor, ThreadExecutor):
+        executor.bind(lambda run_id: _execute(run_id, env))
     scheduler = TimeScheduler(clock, factory, executor.submit, settings.reconcile_s)
     key_usage = usage.KeyUsage(factory)
-    metrics, requests = build_registry(factory, executor)
+    metrics, requests = build_registry(factory, executor, broker)
     return Services(
         settings,
         engine,
@@ -79,7 +84,18 @@ def build_services(settings: Settings) -> Services:
         key_usage,
         metrics,
         requests,
+        broker,
     )
+
+
+def _executor(
+    settings: Settings, clock: Clock, factory: SessionFactory
+) -> tuple[Executor, BrokerProbe | None]:
+    """Threads of this process, or the broker (this process then never trains)."""
+    if settings.executor == "celery":
+        app = make_celery(settings)
+        return CeleryExecutor(app, factory), BrokerProbe(app)
+    return ThreadExecutor(clock), None
 
 
 def _execute(run_id: int, env: WorkerEnv) -> None:
@@ -97,13 +113,8 @@ def start(services: Services) -> None:
     services.clock.start()
     recovery.recover_at_start(services.env)
     services.scheduler.start()
+    schedule_recovery(services.clock, services.env)
     settings = services.settings
-    services.clock.every(
-        settings.heartbeat_s, "heartbeat", lambda: recovery.heartbeat(services.env)
-    )
-    services.clock.every(
-        settings.lease_s / 2, "reap-lost-runs", lambda: recovery.reap_lost(services.env)
-    )
     services.clock.every(usage.FLUSH_S, "key-last-used", services.key_usage.flush)
     services.clock.every(
         settings.event_poll_s,

@@ -6,12 +6,13 @@ from app.datasources.models import DataBatch
 from app.events.models import Delivery, Event, Subscription
 from app.monitoring.models import MetricObservation
 from app.pipelines.models import Pipeline
-from app.registry.models import ModelVersion, Promotion
+from app.registry.models import ArtifactChunk, ModelVersion, Promotion
 from app.runs.models import Run, RunRollup, RunStep
 from app.webhooks.models import WebhookDelivery
 
 __all__ = [
     "ApiKey",
+    "ArtifactChunk",
     "AuditEntry",
     "Base",
     "DashboardSession",

@@ -334,6 +334,8 @@ class TestRuns:
     def test_show(self, cli: Cli, trained: dict[str, Any]) -> None:
         shown = cli.ok("run", "show", str(trained["id"]))
         assert f"Run {trained['id']} of churn: Completed" in shown
+        # Under the thread executor the worker is the `mlops serve` process: host:pid.
+        assert re.search(r"^Worker: +\S+:\d+$", shown, re.MULTILINE)
         assert all(step in shown for step in STEPS)
         assert cli.json("run", "show", str(trained["id"]))["model_version"] == 1
         missing = cli("run", "show", "999999")

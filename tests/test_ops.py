@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import socket
 import sqlite3
 import time
 from pathlib import Path
@@ -30,7 +32,8 @@ def test_metrics_count_runs_and_show_production(client: Any, tmp_path: Path) -> 
     write_csv(tmp_path / "data" / "customers.csv", churn_frame())
     client.post("/api/v1/pipelines", json=pipeline_spec())
     run = client.post("/api/v1/pipelines/retrain-customer-model/runs").json()
-    wait_for_run(client, run["id"])
+    # The thread executor records the serving process as the run's worker.
+    assert wait_for_run(client, run["id"])["worker"] == f"{socket.gethostname()}:{os.getpid()}"
     text = client.get("/metrics").text
     assert (
         'mlops_runs_total{pipeline="retrain-customer-model",'

@@ -148,6 +148,38 @@ class TestCompose:
             assert all(source in declared for source, *_ in volumes)
 
 
+class TestComposeScalesOut:
+    def test_api_sends_runs_to_workers_through_redis(self) -> None:
+        services = _compose()["services"]
+        environment = services["api"]["environment"]
+        assert environment["MLOPS_EXECUTOR"] == "celery"
+        assert environment["MLOPS_ARTIFACT_STORE"] == "db"
+        assert environment["MLOPS_BROKER_URL"] == "redis://redis:6379/0"
+        assert services["redis"]["image"].startswith("redis:")
+
+    def test_workers_scale_without_clashing(self) -> None:
+        worker = _compose()["services"]["worker"]
+        assert worker["command"][:2] == ["mlops", "worker"]
+        # `--scale worker=3` needs no fixed name, no host port, no shared volume.
+        assert not {"container_name", "ports", "volumes"} & set(worker)
+        assert worker["environment"]["MLOPS_DATABASE_URL"].endswith("@db:5432/mlops")
+        assert worker["environment"]["MLOPS_BROKER_URL"] == "redis://redis:6379/0"
+
+    def test_docker_compose_accepts_it(self) -> None:
+        docker = shutil.which("docker")
+        if (
+            docker is None
+            or subprocess.run(
+                [docker, "compose", "version"], capture_output=True, check=False
+            ).returncode
+        ):
+            pytest.skip("the docker compose plugin is not installed")
+        result = subprocess.run(
+            [docker, "compose", "config", "--quiet"], cwd=ROOT, capture_output=True, check=False
+        )
+        assert result.returncode == 0, result.stderr.decode()
+
+
 class TestCiEntryPoint:
     script = ROOT / ".ci" / "run"
 

@@ -23,10 +23,10 @@ from app.auth.usage import KeyUsage
 from app.core.db import SessionFactory, read_only_unit, unit_of_work
 from app.core.errors import Forbidden
 from app.core.settings import Settings
-from app.execution.env import WorkerEnv
-from app.executors.thread import ThreadExecutor
+from app.execution.env import Executor, WorkerEnv
+from app.executors.celery import BrokerProbe
 from app.ops.http import RequestMetrics
-from app.registry.artifacts import LocalArtifactStore
+from app.registry.artifacts import ArtifactStore
 from app.registry.serving import ModelCache
 from app.scheduler.clock import Clock
 from app.scheduler.service import TimeScheduler
@@ -38,8 +38,8 @@ class Services:
     engine: Engine
     factory: SessionFactory
     clock: Clock
-    executor: ThreadExecutor
-    artifacts: LocalArtifactStore
+    executor: Executor
+    artifacts: ArtifactStore
     models: ModelCache
     env: WorkerEnv
     scheduler: TimeScheduler
@@ -47,6 +47,8 @@ class Services:
     # What /metrics exposes, and the HTTP series the request middleware records into it.
     metrics: CollectorRegistry
     requests: RequestMetrics
+    # The broker, with the celery executor; None with threads.
+    broker: BrokerProbe | None
 
 
 async def get_services(request: Request) -> Services:

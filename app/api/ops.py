@@ -8,6 +8,7 @@ from sqlalchemy import text
 from app.api.deps import ServicesDep, ViewerDep
 from app.core.db import READ_ONLY
 from app.core.errors import DomainError
+from app.core.redact import redact_url
 
 router = APIRouter(tags=["operations"])
 
@@ -41,7 +42,13 @@ def readyz(services: ServicesDep) -> dict[str, str]:
         raise NotReady(f"Database unreachable: {type(exc).__name__}: {exc}") from exc
     if not services.clock.running:
         raise NotReady("Scheduler is not running")
-    return {"status": "ready", "database": services.engine.dialect.name, "scheduler": "running"}
+    ready = {"status": "ready", "database": services.engine.dialect.name, "scheduler": "running"}
+    if services.broker is not None:
+        if not services.broker.reachable():
+            url = redact_url(services.settings.broker_url)
+            raise NotReady(f"Broker unreachable: {url} (MLOPS_BROKER_URL)")
+        ready["broker"] = "reachable"
+    return ready
 
 
 @router.get("/metrics", response_class=Response)

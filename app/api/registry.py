@@ -5,7 +5,7 @@ from typing import Annotated, Any
 import pandas as pd
 from fastapi import APIRouter, Body
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
+from fastapi.responses import Response
 
 from app.api.deps import OperatorDep, ReadSessionDep, Services, ServicesDep, ViewerDep
 from app.auth.roles import Actor
@@ -47,10 +47,10 @@ def get_model(
     )
 
 
-@router.get("/models/{version}/artifact", response_class=FileResponse)
+@router.get("/models/{version}/artifact", response_class=Response)
 def get_artifact(
     name: str, version: int, viewer: ViewerDep, session: ReadSessionDep, services: ServicesDep
-) -> FileResponse:
+) -> Response:
     """The version's artifact file (skops), verified against its sha256 first."""
     pipeline = pipelines.get_readable(session=session, name=name)
     row = service.get(session=session, pipeline=pipeline, version=version)
@@ -59,12 +59,14 @@ def get_artifact(
             f"Version {version} of {pipelines.ref_of(pipeline)}: its artifact was purged "
             f"at {row.artifact_purged_at.isoformat()}"
         )
-    services.artifacts.read_verified(row.artifact_uri, row.sha256)
-    return FileResponse(
-        services.artifacts.path(row.artifact_uri),
+    data = services.artifacts.read_verified(row.artifact_uri, row.sha256)
+    return Response(
+        data,
         media_type="application/octet-stream",
-        filename=f"{name}-v{version}.skops",
-        headers={"X-Model-Sha256": row.sha256},
+        headers={
+            "X-Model-Sha256": row.sha256,
+            "Content-Disposition": f'attachment; filename="{name}-v{version}.skops"',
+        },
     )
 
 

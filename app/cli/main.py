@@ -74,6 +74,28 @@ def serve(
     server.serve(Settings(), host=host, port=port, demo=demo)
 
 
+@app.command()
+def worker(
+    name: Annotated[
+        str | None, typer.Option(help="Recorded on the runs it executes; default host:pid")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(min=1, help="Runs executed at once")] = 1,
+    queues: Annotated[str, typer.Option(help="Comma-separated queues to take runs from")] = (
+        "default"
+    ),
+) -> None:
+    """Execute runs taken from the Celery broker (MLOPS_BROKER_URL)."""
+    from app.cli import worker as workers
+    from app.core.settings import Settings
+
+    chosen = [queue.strip() for queue in queues.split(",") if queue.strip()]
+    if not chosen:
+        raise typer.BadParameter("name at least one queue", param_hint="--queues")
+    workers.run_worker(
+        Settings(), name=name or workers.default_name(), concurrency=concurrency, queues=chosen
+    )
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Migrate the database to the latest revision."""

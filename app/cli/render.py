@@ -290,6 +290,7 @@ def run_record(run: Json) -> RenderableType:
         f"Trigger:  {run['trigger']['reason']}",
         f"Attempt:  {attempt}",
         f"Actor:    {run['actor']}",
+        f"Worker:   {run.get('worker') or '-'}",
         f"Created:  {format_time(run['created_at'])}",
         f"Started:  {format_time(run['started_at'])}",
         f"Finished: {finished}",

@@ -49,6 +49,10 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool) -> None:
     if demo:
         load_demo(settings)
     app = create_app(settings)
+    if settings.executor == "thread":
+        from app.execution import processes
+
+        processes.start_forkserver()
     uvicorn.run(app, host=host, port=port, log_level="info", log_config=log_config)
     if app.state.services.executor.executing():
         # Runs still training were marked interrupted at shutdown; do not wait for their

@@ -26,6 +26,12 @@ class Settings(BaseSettings):
     artifact_dir: Path | None = None
     source_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=lambda: [Path.cwd()])
     executor: Literal["thread", "celery"] = "thread"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    # A directory or file:// URL, `db` or s3://bucket/prefix; None: the default for the
+    # executor (the artifact directory with threads, `db` with celery, where the worker
+    # that trains and the replica that serves share no disk).
+    artifact_store: str | None = None
+    s3_endpoint_url: str | None = None
     workers: int = Field(default=4, ge=1, le=256)
     auth: Literal["enabled", "disabled"] = "enabled"
     # A SecretStr: printing the settings (or a validation error) never shows it.
@@ -35,10 +41,12 @@ class Settings(BaseSettings):
     http_source_max_bytes: int = 512 * 1024 * 1024
     # What a fit may map on top of its training process's own footprint; None: no cap.
     training_memory_mb: int | None = Field(default=None, ge=16)
-    lease_s: float = Field(default=60.0, gt=0)
+    # A run whose owner stopped heartbeating for lease_s is settled at the next lease check
+    # (every reconcile_s at most): within 15 s of its owner's death on another host.
+    lease_s: float = Field(default=10.0, gt=0)
     reconcile_s: float = Field(default=2.0, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
-    heartbeat_s: float = Field(default=10.0, gt=0)
+    heartbeat_s: float = Field(default=3.0, gt=0)
     public_url: str = "http://127.0.0.1:8000"
     # text: lines for people; json: one JSON object a line, for log search.
     log_format: Literal["text", "json"] = "text"
@@ -117,6 +125,18 @@ class Settings(BaseSettings):
                 raise ValueError(f"not a regular expression: {exc}") from None
         return value
 
+    @field_validator("artifact_store")
+    @classmethod
+    def _store(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        scheme = value.partition("://")[0].lower() if "://" in value else ""
+        if scheme not in ("", "file", "s3"):
+            raise ValueError("expected a directory, a file:// URL, db or s3://bucket/prefix")
+        if scheme == "s3" and not value[len("s3://") :].partition("/")[0]:
+            raise ValueError("an s3:// store needs a bucket: s3://bucket/prefix")
+        return value
+
     @field_validator("allowed_estimators", mode="before")
     @classmethod
     def _split_prefixes(cls, value: object) -> object:
@@ -133,6 +153,13 @@ class Settings(BaseSettings):
     @property
     def resolved_artifact_dir(self) -> Path:
         return (self.artifact_dir or self.data_dir / "artifacts").resolve()
+
+    @property
+    def resolved_artifact_store(self) -> str:
+        """`db`, an s3:// URL, a file:// URL or a directory."""
+        if self.artifact_store:
+            return self.artifact_store
+        return "db" if self.executor == "celery" else str(self.resolved_artifact_dir)
 
 
 @lru_cache(maxsize=1)

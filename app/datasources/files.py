@@ -1,4 +1,4 @@
-"""CSV and Parquet sources: a local file inside MLOPS_SOURCE_DIRS, or an http(s) URL."""
+"""CSV and Parquet sources: a local file inside MLOPS_SOURCE_DIRS, an http(s) or an s3:// URL."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import pandas as pd
 import pyarrow as pa
 
+from app.core import s3
 from app.core.errors import SourceError
 from app.core.retry import RetryPolicy
 from app.core.settings import Settings
@@ -34,11 +35,13 @@ def load_file(
             attempts=attempts,
         )
         return _parse(source, io.BytesIO(body))
+    if is_s3_url(source.path):
+        return _parse(source, io.BytesIO(fetch_s3(source.path, settings)))
     if "://" in source.path:
         # s3://, file://… would otherwise be looked up as odd relative file names.
         raise SourceError(
             f"Unsupported data source URL {redact_url(source.path)}: "
-            "use an http(s) URL or a local path"
+            "use an http(s) or s3:// URL or a local path"
         )
     return _parse(source, resolve_local_path(source.path, settings))
 
@@ -46,6 +49,32 @@ def load_file(
 def is_http_url(path: str) -> bool:
     """True for http:// and https:// URLs."""
     return "://" in path and urlsplit(path).scheme.lower() in ("http", "https")
+
+
+def is_s3_url(path: str) -> bool:
+    """True for s3://bucket/key URLs."""
+    return "://" in path and urlsplit(path).scheme.lower() == "s3"
+
+
+def fetch_s3(url: str, settings: Settings) -> bytes:
+    """The object at `url`, through MLOPS_S3_ENDPOINT_URL and the standard AWS credentials."""
+    try:
+        bucket, key = s3.split(url)
+        response = s3.client(settings.s3_endpoint_url).get_object(Bucket=bucket, Key=key)
+        if int(response.get("ContentLength", 0)) > settings.http_source_max_bytes:
+            response["Body"].close()
+            raise SourceError(
+                f"Data source too large: {url} is over the limit of "
+                f"{settings.http_source_max_bytes} bytes (MLOPS_HTTP_SOURCE_MAX_BYTES)"
+            )
+        body: bytes = response["Body"].read()
+    except SourceError:
+        raise
+    except Exception as exc:
+        if s3.is_not_found(exc):
+            raise SourceError(f"Data source not found: {url}") from exc
+        raise SourceError(f"Could not fetch data source {url}: {first_line(exc)}") from exc
+    return body
 
 
 def resolve_local_path(raw: str, settings: Settings) -> Path:
@@ -67,6 +96,7 @@ def check_local_path(raw: str, settings: Settings) -> list[Path]:
     private = [
         settings.data_dir.resolve(),
         settings.resolved_artifact_dir,
+        *_local_store(settings),
         *_own_database(settings),
     ]
     given = Path(raw)
@@ -84,6 +114,14 @@ def check_local_path(raw: str, settings: Settings) -> list[Path]:
     raise SourceError(
         f"Data source path not allowed: {raw} is outside the source directories (MLOPS_SOURCE_DIRS)"
     )
+
+
+def _local_store(settings: Settings) -> list[Path]:
+    """The artifact store's directory, when it is one."""
+    where = settings.resolved_artifact_store
+    if where == "db" or where.lower().startswith("s3://"):
+        return []
+    return [Path(urlsplit(where).path if where.startswith("file://") else where).resolve()]
 
 
 def _own_database(settings: Settings) -> list[Path]:

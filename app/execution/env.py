@@ -11,7 +11,7 @@ from typing import Protocol
 
 from app.core.db import SessionFactory
 from app.core.settings import Settings
-from app.registry.artifacts import LocalArtifactStore
+from app.registry.artifacts import ArtifactStore
 from app.registry.serving import ModelCache
 
 
@@ -22,6 +22,9 @@ class Executor(Protocol):
     def queue_depth(self) -> int:
         """Runs handed over and not yet finished in this process."""
 
+    def executing(self) -> int:
+        """Runs this process is executing right now."""
+
 
 @dataclass(frozen=True)
 class WorkerEnv:
@@ -29,7 +32,9 @@ class WorkerEnv:
 
     factory: SessionFactory
     settings: Settings
-    artifacts: LocalArtifactStore
+    artifacts: ArtifactStore
     executor: Executor
     owner: str
     models: ModelCache
+    # What runs record as their `worker`: the worker's name, or `<hostname>:<pid>`.
+    worker: str

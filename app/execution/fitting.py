@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from app.registry.artifacts import LocalArtifactStore, StoredArtifact
+from app.registry.artifacts import ArtifactStore, StoredArtifact
 from app.spec.schema import PipelineSpec
 from app.training.errors import TrainingError
 from app.training.trainer import TrainedModel, train
@@ -86,7 +86,7 @@ def _address_space() -> int:
     raise OSError("no VmSize in /proc/self/status")
 
 
-def store_fitted(store: LocalArtifactStore, pipeline: str, version: int) -> StoredArtifact:
+def store_fitted(store: ArtifactStore, pipeline: str, version: int) -> StoredArtifact:
     """Write the model this child fitted last as `version` of `pipeline`."""
     if not _fitted:
         raise RuntimeError("this training process holds no fitted model to store")

@@ -33,7 +33,7 @@ from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
-from app.execution import transfer
+from app.execution import orphans, transfer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -46,6 +46,7 @@ StopCheck = Callable[[], Exception | None]
 # `mlops` script) lets children skip that; under `python -m app.cli.main` the module is run
 # again by name, which is cheap once its imports are preloaded.
 PRELOAD = [
+    "app.execution.orphans",  # first: the forkserver dies with its parent from the start
     "__main__",
     "app.cli.main",
     "app.execution.processes",
@@ -253,10 +254,22 @@ def _lower_priority() -> None:
         log.warning("could not lower the priority of a training process: %s", exc)
 
 
+def start_forkserver() -> None:
+    """Start the forkserver now, from the calling thread (the main one, which lives as long
+    as the process: on Linux the forkserver dies with the thread that started it)."""
+    if isinstance(_CONTEXT, ForkServerContext):
+        from multiprocessing import forkserver
+
+        forkserver.ensure_running()
+
+
 def _exit_with_parent() -> None:
     """Exit once the service is gone, even in the middle of a fit nobody will collect.
 
-    The forkserver (our parent) exits when the service does, and we are then adopted."""
+    On Linux the kernel kills us with our parent (the forkserver, which dies with the
+    service); elsewhere a thread notices that we were adopted."""
+    if orphans.die_with_parent():
+        return
     parent = os.getppid()
 
     def watch() -> None:

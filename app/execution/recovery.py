@@ -2,8 +2,9 @@
 that no worker picked up are handed to one.
 
 Responsible for: the start-up sweep (runs of dead processes on this host end at once, with
-"interrupted by restart"), the periodic lease check (runs whose owner stopped heartbeating,
-on any host, end with "worker lost"), and the heartbeat of this process's own runs.
+"interrupted by restart"), the periodic lease check (runs whose owner is a dead process on
+this host, or stopped heartbeating on any host, end with "worker lost"), and the heartbeat of
+this process's own runs.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import socket
 from collections.abc import Iterable
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -27,11 +29,20 @@ from app.runs.models import Run
 from app.runs.service import schedule_retry
 
 log = logging.getLogger(__name__)
+# Queued runs older than this many leases are handed to the executor again: their hand-over
+# was lost (a process died between insert and submit, a broker was down). A second delivery
+# is harmless, the claim decides.
+RESEND_LEASES = 3
 
 
 def owner_id() -> str:
     """Identifies this process as a run owner: host, pid, and a start nonce."""
     return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+
+
+def process_name() -> str:
+    """`<hostname>:<pid>`: how a run names the `mlops serve` process that executed it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def heartbeat(env: WorkerEnv) -> None:
@@ -64,15 +75,21 @@ def interrupt_owned(env: WorkerEnv) -> None:
 
 
 def reap_lost(env: WorkerEnv) -> None:
-    """End runs whose owner stopped heartbeating for longer than the lease."""
+    """End runs whose owner is a dead process on this host, or stopped heartbeating for
+    longer than the lease (on any host)."""
     cutoff = utcnow() - timedelta(seconds=env.settings.lease_s)
     with unit_of_work(env.factory) as session:
-        stale = session.scalars(
-            select(Run).where(Run.status == t.RUNNING, Run.heartbeat_at < cutoff)
+        running = session.scalars(
+            select(Run).where(Run.status == t.RUNNING, Run.owner != env.owner)
         ).all()
-        lost = [run for run in stale if run.owner != env.owner]
-        _end_lost(session, env, lost, "Worker lost: its process stopped heartbeating")
-    resubmit_queued(env, older_than_s=env.settings.lease_s)
+        dead = [run for run in running if _dead_here(run.owner)]
+        _end_lost(session, env, dead, "Worker lost: its process died")
+        stale = [
+            run
+            for run in running
+            if run not in dead and (run.heartbeat_at is None or run.heartbeat_at < cutoff)
+        ]
+        _end_lost(session, env, stale, "Worker lost: its process stopped heartbeating")
 
 
 def resubmit_queued(env: WorkerEnv, *, older_than_s: float) -> None:
@@ -127,4 +144,13 @@ def _dead_here(owner: str | None) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    return _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A process that has exited but whose parent has not collected it yet."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # no /proc (not Linux): kill(pid, 0) said it lives
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]

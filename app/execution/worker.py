@@ -107,7 +107,7 @@ def _claim(run_id: int, env: WorkerEnv) -> RunState | None:
             _fail_unstartable(session, env, run, f"Cannot start: {exc}")
             return None
         # Owner and lease first, so the transition's flush writes them in the same UPDATE.
-        run.owner, run.heartbeat_at = env.owner, utcnow()
+        run.owner, run.heartbeat_at, run.worker = env.owner, utcnow(), env.worker
         t.transition(session, run, t.RUNNING)
         pipeline_id, started_at = run.pipeline_id, run.started_at
     assert started_at is not None

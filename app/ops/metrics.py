@@ -4,7 +4,7 @@ agrees), this process's standard series, and HTTP requests by route template."""
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import (
@@ -24,19 +24,33 @@ from app.registry.models import ModelVersion
 from app.runs import rollup
 from app.runs.models import DURATION_BUCKETS, Run
 
+DEFAULT_QUEUE = "default"
 BUCKETS = DURATION_BUCKETS
 
 
+class Broker(Protocol):
+    """What the metrics read from a broker (the celery executor's)."""
+
+    def depths(self, queues: list[str]) -> dict[str, int]: ...
+
+    def workers(self) -> list[str]: ...
+
+
 class DatabaseCollector(Collector):
-    def __init__(self, factory: SessionFactory, executor: Executor) -> None:
+    def __init__(
+        self, factory: SessionFactory, executor: Executor, broker: Broker | None = None
+    ) -> None:
         self._factory = factory
         self._executor = executor
+        self._broker = broker
 
     def collect(self) -> Iterator[Metric]:
         # Three statements, each a row per series: aggregates and roll-ups, never the runs.
         with read_only_unit(self._factory) as session:
             totals = rollup.totals(session=session)
             queued = session.scalar(select(func.count()).where(Run.status == "queued")) or 0
+            # Queue names only matter with a broker; without one, no spec is read.
+            specs = session.scalars(select(Pipeline.spec)).all() if self._broker else []
             production = session.execute(
                 select(Pipeline.name, ModelVersion.version)
                 .join(Pipeline, Pipeline.id == ModelVersion.pipeline_id)
@@ -64,6 +78,29 @@ class DatabaseCollector(Collector):
         for name, version in production:
             versions.add_metric([name], version)
         yield versions
+        if self._broker is not None:
+            yield from _broker_metrics(self._broker, sorted({_queue(spec) for spec in specs}))
+
+
+def _queue(spec: dict[str, Any]) -> str:
+    return str(spec.get("queue") or DEFAULT_QUEUE)
+
+
+def _broker_metrics(broker: Broker, queues: list[str]) -> Iterator[Metric]:
+    depth = GaugeMetricFamily(
+        "mlops_broker_queue_depth", "Tasks waiting in the broker, per queue", labels=["queue"]
+    )
+    for queue, count in broker.depths([DEFAULT_QUEUE, *queues]).items():
+        depth.add_metric([queue], count)
+    yield depth
+    workers = broker.workers()
+    yield GaugeMetricFamily(
+        "mlops_workers_seen", "Workers that answered a ping recently", value=len(workers)
+    )
+    seen = GaugeMetricFamily("mlops_worker_up", "A worker seen recently", labels=["worker"])
+    for name in workers:
+        seen.add_metric([name], 1)
+    yield seen
 
 
 def _durations(totals: Sequence[Row[Any]]) -> HistogramMetricFamily:
@@ -90,12 +127,12 @@ def _durations(totals: Sequence[Row[Any]]) -> HistogramMetricFamily:
 
 
 def build_registry(
-    factory: SessionFactory, executor: Executor
+    factory: SessionFactory, executor: Executor, broker: Broker | None = None
 ) -> tuple[CollectorRegistry, RequestMetrics]:
     """The registry /metrics exposes, and the HTTP series the request middleware records."""
     # auto_describe=False: registering must not run the database collector's queries.
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(DatabaseCollector(factory, executor))
+    registry.register(DatabaseCollector(factory, executor, broker))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)

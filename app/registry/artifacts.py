@@ -1,4 +1,4 @@
-"""The artifact store: model files on local disk, written atomically, verified before loading.
+"""Artifact stores: model files in a local directory, the database or S3, verified on load.
 
 Artifacts are skops files, so their contents can be checked before anything is instantiated.
 skops trusts its own vetted list (scikit-learn estimators, numpy and scipy basics); beyond it,
@@ -13,9 +13,10 @@ import contextlib
 import hashlib
 import os
 import tempfile
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from app.core.errors import ArtifactError
 
@@ -65,32 +66,46 @@ class StoredArtifact:
     size: int
 
 
-class LocalArtifactStore:
-    """Artifacts under one root directory; `uri` is the path relative to the root."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
+class ArtifactStore(Protocol):
+    """Where model files live: a local directory, the SQL database, or an S3 bucket."""
 
     def save(self, pipeline: str, version: int, model: Any) -> StoredArtifact:
-        """Serialise and write atomically; the sha256 is of the bytes on disk."""
+        """Serialise `model` and store it as `version` of `pipeline`."""
+
+    def read_verified(self, uri: str, sha256: str) -> bytes:
+        """The artifact's bytes, refused unless they hash to `sha256`."""
+
+    def load(self, uri: str, sha256: str) -> Any:
+        """The model, verified by sha256 and by the types it would create."""
+
+    def delete(self, uri: str) -> None:
+        """Remove the artifact; one that is gone already is fine."""
+
+
+class BlobArtifactStore(ABC):
+    """Serialising, hashing and the checks on load; a store only moves bytes.
+
+    Stores are pickled into training processes (which write the artifact), so they hold
+    settings only and open their clients on first use."""
+
+    @abstractmethod
+    def write(self, uri: str, data: bytes) -> None:
+        """Store `data` under `uri`, replacing what was there, atomically for readers."""
+
+    @abstractmethod
+    def read(self, uri: str) -> bytes:
+        """The bytes under `uri`; ArtifactError when there are none."""
+
+    def save(self, pipeline: str, version: int, model: Any) -> StoredArtifact:
+        """Serialise and store; the sha256 is of the bytes stored."""
         data = _skops().dumps(model)
         uri = f"{pipeline}/v{version}.skops"
-        target = self.path(uri)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(target)
+        self.write(uri, data)
         return StoredArtifact(uri=uri, sha256=hashlib.sha256(data).hexdigest(), size=len(data))
 
     def read_verified(self, uri: str, sha256: str) -> bytes:
         """The artifact's bytes, refused unless they hash to `sha256`."""
-        try:
-            data = self.path(uri).read_bytes()
-        except FileNotFoundError as exc:
-            raise ArtifactError(f"Artifact {uri} is missing from the artifact store") from exc
+        data = self.read(uri)
         actual = hashlib.sha256(data).hexdigest()
         if actual != sha256:
             raise ArtifactError(
@@ -118,7 +133,45 @@ class LocalArtifactStore:
             raise ArtifactError(f"Artifact {uri} could not be loaded: {exc}") from exc
 
     def delete(self, uri: str) -> None:
-        """Remove the artifact (gone already is fine), and its directory once empty."""
+        """Remove the artifact; one that is gone already is fine."""
+        self.remove(uri)
+
+    @abstractmethod
+    def remove(self, uri: str) -> None:
+        """Remove the bytes under `uri`, if any."""
+
+
+def missing(uri: str) -> ArtifactError:
+    """The error for an artifact the store does not hold."""
+    return ArtifactError(f"Artifact {uri} is missing from the artifact store")
+
+
+class LocalArtifactStore(BlobArtifactStore):
+    """Artifacts under one root directory; `uri` is the path relative to the root."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def write(self, uri: str, data: bytes) -> None:
+        """Write to a temporary file, then rename it over the target."""
+        target = self.path(uri)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(target)
+
+    def read(self, uri: str) -> bytes:
+        """The file's bytes."""
+        try:
+            return self.path(uri).read_bytes()
+        except FileNotFoundError as exc:
+            raise missing(uri) from exc
+
+    def remove(self, uri: str) -> None:
+        """Remove the file, and its directory once empty."""
         path = self.path(uri)
         path.unlink(missing_ok=True)
         with contextlib.suppress(OSError):  # not empty: other versions are still there

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, false, text
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint, false, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base
@@ -71,3 +71,13 @@ class Promotion(Base):
     forced: Mapped[bool] = mapped_column(default=False, server_default=false())
     gate_reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ArtifactChunk(Base):
+    """A piece of an artifact kept in the database (MLOPS_ARTIFACT_STORE=db), in order."""
+
+    __tablename__ = "artifact_chunks"
+
+    uri: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from app.registry.artifacts import LocalArtifactStore
+from app.registry.artifacts import ArtifactStore
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class LoadedModel:
 class ModelCache:
     """One loaded model per pipeline, replaced as a whole when production changes."""
 
-    def __init__(self, store: LocalArtifactStore) -> None:
+    def __init__(self, store: ArtifactStore) -> None:
         self._store = store
         self._models: dict[int, LoadedModel] = {}
         self._lock = threading.Lock()

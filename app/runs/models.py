@@ -52,6 +52,8 @@ class Run(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     owner: Mapped[str | None] = mapped_column(String(255))
+    # Who executed it, for people: `mlops worker --name`, or `<hostname>:<pid>` of serve.
+    worker: Mapped[str | None] = mapped_column(String(255))
     heartbeat_at: Mapped[datetime | None]
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     error: Mapped[str | None] = mapped_column(Text)

@@ -38,6 +38,8 @@ class RunRead(BaseModel):
     steps: list[StepRead]
     metrics: dict[str, Any]
     model_version: int | None
+    # `mlops worker --name` that executed it, or `<hostname>:<pid>` of `mlops serve`.
+    worker: str | None
 
 
 class RunCreate(BaseModel):

@@ -216,6 +216,7 @@ def to_read(run: Run, pipeline_name: str) -> RunRead:
         steps=[StepRead.model_validate(step) for step in run.steps],
         metrics=run.metrics,
         model_version=run.model_version,
+        worker=run.worker,
     )
 
 

@@ -28,6 +28,7 @@ RUN_COLUMNS = (
     Run.error,
     Run.metrics,
     Run.model_version,
+    Run.worker,
 )
 STEP_COLUMNS = (
     RunStep.name.label("step_name"),
@@ -84,6 +85,7 @@ def read_json(*, session: Session, run_id: int) -> bytes:
             steps=steps,
             metrics=run.metrics,
             model_version=run.model_version,
+            worker=run.worker,
         )
         .model_dump_json()
         .encode()

@@ -59,13 +59,13 @@ class Window(SpecModel):
 
 class CsvSource(SpecModel):
     kind: Literal["csv"]
-    path: str = Field(min_length=1, max_length=2048, description="Local path or http(s) URL")
+    path: str = Field(min_length=1, max_length=2048, description="Local path, http(s) or s3:// URL")
     window: Window | None = None
 
 
 class ParquetSource(SpecModel):
     kind: Literal["parquet"]
-    path: str = Field(min_length=1, max_length=2048, description="Local path or http(s) URL")
+    path: str = Field(min_length=1, max_length=2048, description="Local path, http(s) or s3:// URL")
     window: Window | None = None
 
 
@@ -302,8 +302,12 @@ class PipelineSpec(SpecModel):
     )
     retries: Retries = Field(default_factory=Retries)
     timeout_s: float = Field(default=3600, gt=0, le=MAX_SECONDS)
+    queue: str = Field(
+        default="default",
+        description="With the celery executor: the workers listening on this queue run it",
+    )
 
-    @field_validator("name")
+    @field_validator("name", "queue")
     @classmethod
     def _slug(cls, value: str) -> str:
         if not SLUG.fullmatch(value):
