@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -209,3 +210,17 @@ class TestCiEntryPoint:
         assert "apt-get install -y -qq chromium" in text
         lines = [line.strip() for line in text.splitlines()]
         assert lines.index("apt-get update -qq") < lines.index("make test")
+
+
+def test_the_wheel_ships_the_dashboard_and_swagger_ui_files() -> None:
+    globs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["app"]
+    shipped = {path for pattern in globs for path in (ROOT / "app").glob(pattern)}
+    needed = [
+        *(ROOT / "app/ui/templates").iterdir(),
+        *(ROOT / "app/ui/static").iterdir(),
+        *(ROOT / "app/ops/swagger_ui").iterdir(),
+    ]
+    assert needed
+    assert [p.relative_to(ROOT) for p in needed if p not in shipped] == []

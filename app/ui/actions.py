@@ -24,9 +24,10 @@ from app.ui.deps import UiServices, authorize_post, services_of, viewer_of
 from app.ui.render import base, error, form_of, see_other
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
-# An action: given the services and who asks, do it and say where to go next (a path under
-# /ui).
-Action = Callable[[UiServices, Actor], str]
+# An action: given the services, who asks and the form, do it and say where to go next (a
+# path under /ui).
+Form = dict[str, str]
+Action = Callable[[UiServices, Actor, Form], str]
 
 
 async def _perform(request: Request, back: str, action: Action) -> Response:
@@ -35,8 +36,7 @@ async def _perform(request: Request, back: str, action: Action) -> Response:
     viewer = await run_in_threadpool(viewer_of, request)
     try:
         allowed = authorize_post(viewer, form.get("csrf"), Role.operator)
-        request.state.form = form
-        target = await run_in_threadpool(action, services_of(request), allowed.actor)
+        target = await run_in_threadpool(action, services_of(request), allowed.actor, form)
     except DomainError as exc:
         return error(request, viewer, exc.status_code, exc.detail, back)
     except ValidationError as exc:
@@ -50,8 +50,8 @@ async def _perform(request: Request, back: str, action: Action) -> Response:
 async def run_now(request: Request, name: str) -> Response:
     """ "Run now": a manual run, as POST /api/v1/pipelines/{name}/runs."""
 
-    def action(services: UiServices, actor: Actor) -> str:
-        body = RunCreate(reason=request.state.form.get("reason") or None)
+    def action(services: UiServices, actor: Actor, form: Form) -> str:
+        body = RunCreate(reason=form.get("reason") or None)
         with unit_of_work(services.factory) as session:
             pipeline = pipelines.get(session=session, name=name)
             made = runs.trigger_manual(
@@ -71,7 +71,7 @@ async def run_now(request: Request, name: str) -> Response:
 async def cancel(request: Request, run_id: int) -> Response:
     """Cancel a run, as POST /api/v1/runs/{id}/cancel."""
 
-    def action(services: UiServices, actor: Actor) -> str:
+    def action(services: UiServices, actor: Actor, form: Form) -> str:
         with unit_of_work(services.factory) as session:
             runs.cancel_by(
                 session=session, run_id=run_id, actor=actor, dispatch=services.executor.submit
@@ -94,7 +94,7 @@ async def resume(request: Request, name: str) -> Response:
 
 
 def _pause_or_resume(name: str, *, paused: bool) -> Action:
-    def action(services: UiServices, actor: Actor) -> str:
+    def action(services: UiServices, actor: Actor, form: Form) -> str:
         with unit_of_work(services.factory) as session:
             pipelines.pause_or_resume(
                 session=session,
@@ -112,8 +112,7 @@ def _pause_or_resume(name: str, *, paused: bool) -> Action:
 async def promote(request: Request, name: str) -> Response:
     """Promote a version with a reason, as POST …/models/{version}/promote."""
 
-    def action(services: UiServices, actor: Actor) -> str:
-        form = request.state.form
+    def action(services: UiServices, actor: Actor, form: Form) -> str:
         version = _version(form.get("version", ""))
         reason = PromoteRequest(reason=form.get("reason") or None).reason
         said = reason or f"manual promotion of version {version}"
@@ -128,8 +127,8 @@ async def promote(request: Request, name: str) -> Response:
 async def rollback(request: Request, name: str) -> Response:
     """Roll production back with a reason, as POST /api/v1/pipelines/{name}/rollback."""
 
-    def action(services: UiServices, actor: Actor) -> str:
-        reason = PromoteRequest(reason=request.state.form.get("reason") or None).reason
+    def action(services: UiServices, actor: Actor, form: Form) -> str:
+        reason = PromoteRequest(reason=form.get("reason") or None).reason
         said = reason or "manual rollback"
         asked = promotion.manual_request(settings=services.settings, actor=actor, reason=said)
         promotion.rollback(services.factory, name=name, request=asked)
