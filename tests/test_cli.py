@@ -396,5 +396,31 @@ class TestPromotion:
         )
 
 
+class TestDelete:
+    def test_delete_archives_and_purge_removes_the_artifacts(self, cli: Cli, workdir: Path) -> None:
+        cli.apply("gone")
+        assert cli.json("pipeline", "trigger", "gone", "--wait")["status"] == "completed"
+
+        archived = re.fullmatch(
+            r"Pipeline gone archived as (gone@\d+) \(history kept, never runs again\)\n",
+            cli.ok("pipeline", "delete", "gone"),
+        )
+
+        assert archived is not None
+        ref = archived[1]
+        assert "gone" not in [p["name"] for p in cli.json("pipeline", "list")["items"]]
+        listed = cli.json("pipeline", "list", "--archived")["items"]
+        assert ref in [p["ref"] for p in listed]
+        assert ref in cli.ok("pipeline", "list", "--archived")
+        files = sorted((workdir / "data" / "artifacts").glob(f"{ref}/v*.skops"))
+        assert len(files) == 1
+        purged = cli.ok("pipeline", "delete", ref, "--purge")
+        assert purged == f"Pipeline {ref}: its artifacts were purged\n"
+        assert not files[0].exists()
+        again = cli("pipeline", "trigger", ref)
+        assert again.returncode == 1
+        assert f"Pipeline {ref} is archived" in again.stderr
+
+
 def stages(cli: Cli) -> dict[int, str]:
     return {model["version"]: model["stage"] for model in cli.json("model", "list", "promo")}
