@@ -19,7 +19,8 @@ from sklearn.datasets import load_breast_cancer, load_diabetes
 from app.core.settings import Settings
 from app.spec.estimators import EstimatorKind
 from app.spec.schema import PipelineSpec
-from app.training.baseline import chance_skill, no_skill_baseline
+from app.training.baseline import no_skill_baseline
+from app.training.chance import chance_skill
 from app.training.evaluation import score, skill
 from app.training.holdout import split_holdout
 from app.training.trainer import train

@@ -447,7 +447,9 @@ class TestPromotion:
         frame["churned"] = np.random.default_rng(3).permutation(frame["churned"].to_numpy())
         frame.to_csv(workdir / "scrambled.csv", index=False)
         cli.apply("forced", source={"kind": "csv", "path": "scrambled.csv"})
-        assert cli.json("pipeline", "trigger", "forced", "--wait")["status"] == "rejected"
+        ended = cli("pipeline", "trigger", "forced", "--wait", "-o", "json")
+        assert ended.returncode == 1  # the run did not complete
+        assert json.loads(ended.stdout)["status"] == "rejected"
 
         refused = cli("model", "promote", "forced", "1", "--reason", "ship it")
         assert refused.returncode == 1
@@ -459,7 +461,36 @@ class TestPromotion:
 
         forced = cli.ok("model", "promote", "forced", "1", "--force", "--reason", "known noise")
         assert forced.splitlines()[0] == "Pipeline forced: promoted v1 (was no model)"
-        assert forced.splitlines()[1].startswith("Gate overridden: Evaluation gate: candidate")
+        assert (
+            forced.splitlines()[1]
+            == "Gate overridden: Evaluation gate: accuracy 0.533 < min_score 0.600"
+        )
+
+
+class TestDelete:
+    def test_delete_archives_and_purge_removes_the_artifacts(self, cli: Cli, workdir: Path) -> None:
+        cli.apply("gone")
+        assert cli.json("pipeline", "trigger", "gone", "--wait")["status"] == "completed"
+
+        archived = re.fullmatch(
+            r"Pipeline gone archived as (gone@\d+) \(history kept, never runs again\)\n",
+            cli.ok("pipeline", "delete", "gone"),
+        )
+
+        assert archived is not None
+        ref = archived[1]
+        assert "gone" not in [p["name"] for p in cli.json("pipeline", "list")["items"]]
+        listed = cli.json("pipeline", "list", "--archived")["items"]
+        assert ref in [p["ref"] for p in listed]
+        assert ref in cli.ok("pipeline", "list", "--archived")
+        files = sorted((workdir / "data" / "artifacts").glob(f"{ref}/v*.skops"))
+        assert len(files) == 1
+        purged = cli.ok("pipeline", "delete", ref, "--purge")
+        assert purged == f"Pipeline {ref}: its artifacts were purged\n"
+        assert not files[0].exists()
+        again = cli("pipeline", "trigger", ref)
+        assert again.returncode == 1
+        assert f"Pipeline {ref} is archived" in again.stderr
 
 
 def stages(cli: Cli) -> dict[int, str]:

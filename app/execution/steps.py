@@ -29,7 +29,7 @@ from app.execution.champion import (
     unscorable,
 )
 from app.execution.env import WorkerEnv
-from app.execution.outcomes import AwaitApproval, Failed, Rejected, Stopped
+from app.execution.outcomes import AwaitApproval, Failed, Rejected, StepOutcome, Stopped
 from app.registry import promotion
 from app.registry import service as registry
 from app.registry.artifacts import StoredArtifact
@@ -39,7 +39,7 @@ from app.spec.estimators import EstimatorKind, resolve_estimator
 from app.spec.schema import PipelineSpec
 from app.training.baseline import no_skill_baseline
 from app.training.chance import chance_skill
-from app.training.evaluation import Baseline, gate, score, skill
+from app.training.evaluation import Baseline, GateDecision, candidate_gate, gate, score, skill
 from app.training.fingerprint import DataFingerprint, RowHashes, fingerprint, row_hashes
 from app.training.holdout import Holdout, split_holdout
 from app.training.reference import reference_profile
@@ -160,9 +160,8 @@ def _fit_and_store(state: RunState, env: WorkerEnv, version: int) -> None:
         )
         # The artifact is written outside a transaction; one active run per pipeline keeps
         # the version number ours, and the unique (pipeline, version) constraint would
-        # refuse it otherwise.
-        # The pipeline's id in the directory: a re-created name (a new history beside an
-        # archived one) must never overwrite the archived pipeline's files.
+        # refuse it otherwise. The pipeline's id is in the directory: a re-created name (a
+        # new history beside an archived one) never overwrites the archived one's files.
         where = (env.artifacts, f"{state.pipeline_name}@{state.pipeline_id}", version)
         state.artifact = (version, child.call(fitting.store_fitted, where, stop))
 
@@ -171,21 +170,18 @@ def evaluate(state: RunState, env: WorkerEnv) -> str:
     assert state.holdout is not None and state.trained is not None and state.frame is not None
     assert state.candidate is not None and state.baseline is not None
     assert state.chance is not None
-    evaluation, lower_is_better = state.spec.evaluation, state.spec.lower_is_better
+    metric = state.spec.evaluation.metric
     candidate = state.candidate.result()  # scored while the artifact was written
     baseline = replace(state.baseline.result(), chance=state.chance.result())
     production = _current_production_score(state, env)
-    decision = gate(candidate, production.value, evaluation, lower_is_better, baseline)
-    ending, unscored = None, None
-    if decision.passed and production.error is not None:
-        decision, ending, unscored = unscorable(production, evaluation, decision)
+    decision, ending, unscored = _judge(candidate, baseline, production, state.spec)
     state.metrics = {
-        "metric": evaluation.metric,
+        "metric": metric,
         "candidate": candidate,
         "production": production.value,
         "baseline": baseline.value,
         "baseline_strategy": baseline.strategy,
-        "skill": skill(candidate, baseline.value, evaluation.metric),
+        "skill": skill(candidate, baseline.value, metric),
         "chance_skill": baseline.chance,
         "holdout_rows": len(state.holdout.X_test),
         "gate": decision.reason,
@@ -199,6 +195,21 @@ def evaluate(state: RunState, env: WorkerEnv) -> str:
     if ending is not None:
         raise ending
     return decision.reason
+
+
+def _judge(
+    candidate: float, baseline: Baseline, production: ProductionScore, spec: PipelineSpec
+) -> tuple[GateDecision, StepOutcome | None, dict[str, Any] | None]:
+    """The gate's decision, how the run ends early if it does, and the evidence of a
+    production version that could not be scored (then the candidate's own checks decide
+    first, and evaluation.on_unscorable_production after them)."""
+    evaluation, lower_is_better = spec.evaluation, spec.lower_is_better
+    if production.error is None:
+        return gate(candidate, production.value, evaluation, lower_is_better, baseline), None, None
+    own = candidate_gate(candidate, evaluation, lower_is_better, baseline)
+    if not own.passed:
+        return own, None, None
+    return unscorable(production, evaluation, own)
 
 
 def deploy(state: RunState, env: WorkerEnv) -> str:

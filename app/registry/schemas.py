@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from app.core.time import Timestamp
 from app.core.untrusted import STORABLE_TEXT
@@ -55,11 +55,13 @@ class PromoteRequest(RollbackRequest):
         description="Promote a version that a gate rejected; needs a reason, kept in the ledger",
     )
 
-    @model_validator(mode="after")
-    def _force_needs_a_reason(self) -> PromoteRequest:
-        if self.force and not (self.reason and self.reason.strip()):
-            raise ValueError("reason: required with force: say why the gate is overridden")
-        return self
+    @field_validator("force")
+    @classmethod
+    def _force_needs_a_reason(cls, force: bool, info: ValidationInfo) -> bool:
+        reason = info.data.get("reason")
+        if force and not (reason and reason.strip()):
+            raise ValueError("needs a reason: say why the gate is overridden (body.reason)")
+        return force
 
 
 class PredictRequest(BaseModel):
