@@ -93,6 +93,7 @@ def start(services: Services) -> None:
         lambda: delivery.deliver_due(services.factory, settings),
         pool=EVENTS_POOL,
     )
+    services.clock.every(3600, "prune-events", lambda: delivery.prune(services.factory, settings))
 
 
 def stop(services: Services) -> None:
