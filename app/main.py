@@ -122,6 +122,7 @@ def start(services: Services) -> None:
         lambda: delivery.deliver_due(services.factory, settings),
         pool=EVENTS_POOL,
     )
+    services.clock.every(3600, "prune-events", lambda: delivery.prune(services.factory, settings))
     services.clock.every(rollup.INTERVAL_S, "roll-up-runs", lambda: _roll_up(services))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,10 @@ from app.events.schemas import EVENT_TYPES, SubscriptionCreate
 from app.main import create_app
 from tests.conftest import TestClient
 from tests.factories import churn_frame, pipeline_spec, wait_for_run, write_csv
+from tests.test_webhooks import moved_clock
 from tests.webhook_server import DeployTarget, deploy_target
+
+__all__ = ["moved_clock"]  # the fixture, imported to be used here
 
 API = "/api/v1"
 NAME = "retrain-customer-model"
@@ -357,3 +360,28 @@ def test_replicas_share_the_outbox_without_sending_twice(fast_events: Settings) 
     engine.dispose()
     ids = [headers["webhook-id"] for headers, _ in receiver.raw]
     assert len(ids) == len(set(ids)) == 40
+
+
+def test_old_finished_events_are_forgotten(fast_events: Settings, moved_clock: Any) -> None:
+    engine = make_engine(fast_events.resolved_database_url)
+    factory = make_session_factory(engine)
+    with deploy_target() as receiver:
+        with unit_of_work(factory) as session:
+            row = events.create(
+                session=session,
+                body=SubscriptionCreate(url=receiver.url, events=["*"]),
+                url_allow=None,
+                by="test",
+            )
+            events.emit(session, "drift.detected", pipeline=NAME, data={"reason": "delivered"})
+        delivery.deliver_due(factory, fast_events)
+        assert len(receiver.raw) == 1
+        with unit_of_work(factory) as session:
+            events.emit(session, "drift.detected", pipeline=NAME, data={"reason": "waiting"})
+    moved_clock(timedelta(seconds=fast_events.event_keep_s + 60))
+    delivery.prune(factory, fast_events)
+    with unit_of_work(factory) as session:
+        log, total = events.deliveries(session=session, row=row, limit=10, offset=0)
+    engine.dispose()
+    # The delivered one is gone; the one still pending stays until it is sent or given up.
+    assert total == 1 and log[0].status == "pending"

@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     event_backoff_s: float = Field(default=5.0, ge=0)
     event_max_backoff_s: float = Field(default=3600.0, gt=0)
     event_retry_s: float = Field(default=26 * 3600.0, gt=0)
+    # Delivered and failed events (and their delivery log) are forgotten after this.
+    event_keep_s: float = Field(default=30 * 86400.0, gt=0)
 
     @field_validator("source_dirs", mode="before")
     @classmethod

@@ -13,15 +13,15 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, delete, select, update
 from sqlalchemy.orm import Session
 from tenacity import RetryCallState, Retrying, wait_random_exponential
 
 from app.core import outbound, signing
-from app.core.db import SessionFactory, unit_of_work
+from app.core.db import SessionFactory, read_only_unit, unit_of_work
 from app.core.retry import TRANSIENT_STATUS
 from app.core.settings import Settings
 from app.core.time import utcnow
@@ -65,12 +65,26 @@ def deliver_due(factory: SessionFactory, settings: Settings) -> None:
             _record(session, outcome, settings)
 
 
+def prune(factory: SessionFactory, settings: Settings) -> None:
+    """Forget events older than MLOPS_EVENT_KEEP_S that have nothing left to send."""
+    cutoff = utcnow() - timedelta(seconds=settings.event_keep_s)
+    waiting = select(Delivery.id).where(Delivery.event_id == Event.id, Delivery.status == PENDING)
+    with unit_of_work(factory) as session:
+        # Their deliveries go with them (ON DELETE CASCADE).
+        session.execute(delete(Event).where(Event.created_at < cutoff, ~waiting.exists()))
+
+
 def _claim(factory: SessionFactory, settings: Settings) -> list[Outgoing]:
     now = utcnow()
+    # Looked at first without a write lock: on SQLite a claim would take the database's one
+    # write lock every poll, even with nothing to send.
+    with read_only_unit(factory) as session:
+        if session.scalar(select(Delivery.id).where(*_due(now)).limit(1)) is None:
+            return []
     with unit_of_work(factory) as session:
         due = session.scalars(
             select(Delivery)
-            .where(Delivery.status == PENDING, Delivery.next_attempt_at <= now)
+            .where(*_due(now))
             .order_by(Delivery.next_attempt_at)
             .limit(BATCH)
             .with_for_update(skip_locked=True)
@@ -82,6 +96,10 @@ def _claim(factory: SessionFactory, settings: Settings) -> list[Outgoing]:
             delivery.next_attempt_at = now + timedelta(seconds=CLAIM_S)
             outgoing.append(_outgoing(session, delivery, settings))
         return outgoing
+
+
+def _due(now: datetime) -> tuple[ColumnElement[bool], ...]:
+    return Delivery.status == PENDING, Delivery.next_attempt_at <= now
 
 
 def _outgoing(session: Session, delivery: Delivery, settings: Settings) -> Outgoing:
