@@ -166,6 +166,8 @@ def test_a_pipeline_runs_on_the_workers_of_its_queue(fleet_factory: Any, queue: 
         time.sleep(3)
         # Only a worker listening on the pipeline's queue takes its runs.
         assert api.get(f"/runs/{run_id}").json()["status"] == "queued"
+        metrics = httpx.get(f"{fleet.api.url}/metrics", headers=api.headers).text
+        assert f'mlops_broker_queue_depth{{queue="{queue}-big"}} 1.0' in metrics
         fleet.worker("bigmem", f"{queue}-big")
         assert wait_final(api, run_id)["worker"] == "bigmem"
 

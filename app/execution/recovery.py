@@ -58,7 +58,9 @@ def heartbeat(env: WorkerEnv) -> None:
 def recover_at_start(env: WorkerEnv) -> None:
     """End the runs of dead processes on this host; hand unclaimed queued runs to a worker."""
     with unit_of_work(env.factory) as session:
-        running = session.scalars(select(Run).where(Run.status == t.RUNNING)).all()
+        running = session.scalars(
+            select(Run).where(Run.status == t.RUNNING).with_for_update(skip_locked=True)
+        ).all()
         dead = [run for run in running if _dead_here(run.owner)]
         _end_lost(session, env, dead, "Interrupted by restart: the service stopped during the run")
     resubmit_queued(env, older_than_s=0)
@@ -79,8 +81,12 @@ def reap_lost(env: WorkerEnv) -> None:
     longer than the lease (on any host)."""
     cutoff = utcnow() - timedelta(seconds=env.settings.lease_s)
     with unit_of_work(env.factory) as session:
+        # Locked, skipping rows another process is settling: two processes that see the same
+        # dead owner at once must not both fail its run (and schedule two retries).
         running = session.scalars(
-            select(Run).where(Run.status == t.RUNNING, Run.owner != env.owner)
+            select(Run)
+            .where(Run.status == t.RUNNING, Run.owner != env.owner)
+            .with_for_update(skip_locked=True)
         ).all()
         dead = [run for run in running if _dead_here(run.owner)]
         _end_lost(session, env, dead, "Worker lost: its process died")
