@@ -18,6 +18,7 @@ from sqlalchemy import (
     ColumnElement,
     CursorResult,
     Row,
+    Select,
     and_,
     case,
     extract,
@@ -32,7 +33,6 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from app.core.db import SessionFactory, unit_of_work
-from app.pipelines.models import Pipeline
 from app.runs.models import DURATION_BUCKETS, Run, RunRollup
 from app.runs.transitions import TERMINAL
 
@@ -74,27 +74,43 @@ def _series() -> list[ColumnElement[Any]]:
     return [Run.pipeline_id.expression, Run.status.expression, Run.trigger_kind.expression]
 
 
-def totals(*, session: Session) -> Sequence[Row[Any]]:
-    """Per (pipeline name, status, trigger kind): runs, timed runs, duration sum and the
-    cumulative duration buckets (BUCKET_COLUMNS), over every run."""
+def counts(*, session: Session) -> dict[tuple[int, str, str], int]:
+    """Runs per (pipeline id, status, trigger kind), over every run."""
+    rolled = select(RunRollup.pipeline_id, RunRollup.status, RunRollup.trigger_kind, RunRollup.runs)
+    live = select(*_series(), func.count()).where(Run.rolled_up == false()).group_by(*_series())
+    found: dict[tuple[int, str, str], int] = {}
+    rows = cast(Sequence[tuple[int, str, str, int]], session.execute(union_all(rolled, live)).all())
+    for pipeline_id, status, kind, runs in rows:
+        key = (int(pipeline_id), str(status), str(kind))
+        found[key] = found.get(key, 0) + int(runs)
+    return found
+
+
+def histograms(*, session: Session) -> Sequence[Row[Any]]:
+    """Per pipeline id: timed runs, their duration sum and the cumulative duration buckets
+    (BUCKET_COLUMNS), over every run."""
     dialect = session.get_bind().dialect.name
-    rolled = select(*(getattr(RunRollup, name) for name in (*KEY, *SUMS)))
+    statement = _HISTOGRAMS.get(dialect)
+    if statement is None:
+        statement = _HISTOGRAMS[dialect] = _histograms(dialect)
+    return session.execute(statement).all()
+
+
+_HISTOGRAMS: dict[str, Select[Any]] = {}
+
+
+def _histograms(dialect: str) -> Select[Any]:
+    sums = SUMS[1:]  # all but the run count
+    rolled = select(RunRollup.pipeline_id, *(getattr(RunRollup, name) for name in sums))
     live = (
-        select(*_series(), *_aggregates(dialect))
+        select(Run.pipeline_id, *_aggregates(dialect)[1:])
         .where(Run.rolled_up == false())
-        .group_by(*_series())
+        .group_by(Run.pipeline_id)
     )
     both = union_all(rolled, live).subquery()
-    return session.execute(
-        select(
-            Pipeline.name,
-            both.c.status,
-            both.c.trigger_kind,
-            *(func.sum(both.c[name]).label(name) for name in SUMS),
-        )
-        .join(Pipeline, Pipeline.id == both.c.pipeline_id)
-        .group_by(Pipeline.name, both.c.status, both.c.trigger_kind)
-    ).all()
+    return select(
+        both.c.pipeline_id, *(func.sum(both.c[name]).label(name) for name in sums)
+    ).group_by(both.c.pipeline_id)
 
 
 def roll_up(factory: SessionFactory, *, batch: int = BATCH, budget_s: float = BUDGET_S) -> int:
