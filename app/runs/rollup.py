@@ -133,7 +133,9 @@ def _roll_up_batch(session: Session, batch: int) -> int:
         # summed nor marked, and a row another job changed first fails this transaction
         # instead of being counted twice.
         session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-    pending = and_(Run.rolled_up == false(), Run.status.in_(TERMINAL))
+    # `status || ''`: no index on status for this, so SQLite walks the small partial index of
+    # uncounted runs (ix_runs_uncounted_id) instead of every terminal run in ix_runs_status.
+    pending = and_(Run.rolled_up == false(), Run.status.concat("").in_(TERMINAL))
     last = session.scalar(select(Run.id).where(pending).order_by(Run.id).offset(batch - 1).limit(1))
     if last is not None:
         pending = and_(pending, Run.id <= last)
