@@ -10,6 +10,7 @@ answers and however far the job has got.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any, cast
@@ -30,6 +31,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.core.db import SessionFactory, unit_of_work
@@ -42,6 +44,16 @@ KEY = ("pipeline_id", "status", "trigger_kind")
 INTERVAL_S = 10.0
 BATCH = 50_000
 BUDGET_S = 2.0
+
+
+# Serialization failure, deadlock, unique violation: a concurrent roll-up won.
+LOST_RACE = frozenset({"40001", "40P01", "23505"})
+log = logging.getLogger(__name__)
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    state = getattr(exc.orig, "sqlstate", None)
+    return state if isinstance(state, str) else None
 
 
 class RollupRace(Exception):
@@ -119,8 +131,16 @@ def roll_up(factory: SessionFactory, *, batch: int = BATCH, budget_s: float = BU
     deadline = time.monotonic() + budget_s
     counted = 0
     while True:
-        with unit_of_work(factory) as session:
-            done = _roll_up_batch(session, batch)
+        try:
+            with unit_of_work(factory) as session:
+                done = _roll_up_batch(session, batch)
+        except (RollupRace, DBAPIError) as exc:
+            if isinstance(exc, DBAPIError) and _sqlstate(exc) not in LOST_RACE:
+                raise
+            # Another replica's job counted (some of) these runs first: nothing was written
+            # here; what is left is counted at the next tick.
+            log.info("run roll-up: another replica went first (%s); next tick", type(exc).__name__)
+            return counted
         counted += done
         if done < batch or time.monotonic() > deadline:
             return counted
