@@ -27,7 +27,6 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    tuple_,
     union_all,
     update,
 )
@@ -187,13 +186,12 @@ def as_numbers(row: Row[Any]) -> dict[str, float | int]:
 def _add(session: Session, groups: Sequence[Row[Any]]) -> None:
     """Add each group's sums to its run_rollups row, creating the rows that are missing."""
     keys = [tuple(group[:3]) for group in groups]
+    # By pipeline id: a row-value IN list of every key overflows PostgreSQL's parser stack
+    # when a catch-up batch spans thousands of series.
+    pipelines = sorted({key[0] for key in keys})
     stored = {
         (row.pipeline_id, row.status, row.trigger_kind): row
-        for row in session.scalars(
-            select(RunRollup).where(
-                tuple_(RunRollup.pipeline_id, RunRollup.status, RunRollup.trigger_kind).in_(keys)
-            )
-        )
+        for row in session.scalars(select(RunRollup).where(RunRollup.pipeline_id.in_(pipelines)))
     }
     new: list[dict[str, Any]] = []
     for key, group in zip(keys, groups, strict=True):
