@@ -41,7 +41,7 @@ RESULTS = Path(__file__).with_name("results")
 def main() -> int:
     parser = argparse.ArgumentParser(description="/metrics scrape time against history size")
     parser.add_argument("--runs", default="100000,1000000", help="history sizes, comma-separated")
-    parser.add_argument("--pipelines", type=int, default=1000)
+    parser.add_argument("--pipelines", type=int, default=100)
     parser.add_argument("--scrapes", type=int, default=40, help="timed scrapes per size")
     parser.add_argument("--postgres", metavar="ADMIN_URL", help="use PostgreSQL (a fresh database)")
     parser.add_argument("--skip-old", action="store_true", help="skip the load-every-run timing")

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from bench.seed import (
     seed,
     wait_rolled_up,
 )
-from bench.triggers_server import Server
+from bench.triggers_server import Server, cpu_seconds
 
 ADMIN_TOKEN = "bench-admin-token-0123456789abcdef"  # a throwaway server's
 BARE_APP = Path(__file__).with_name("bare_app.py")
@@ -103,7 +104,14 @@ def run(workdir: Path, url: str, args: argparse.Namespace) -> dict[str, Any]:
         return {
             "load_before": os.getloadavg()[0],
             "rounds": [
-                _round(server.port, bare_port, bare_requests, targets, clients, args.seconds)
+                _round(
+                    Side(server.port, server.pid),
+                    Side(bare_port, bare.pid),
+                    bare_requests,
+                    targets,
+                    clients,
+                    args.seconds,
+                )
                 for _ in range(args.repeats)
             ],
             "load_after": os.getloadavg()[0],
@@ -117,9 +125,15 @@ def run(workdir: Path, url: str, args: argparse.Namespace) -> dict[str, Any]:
         server.stop()
 
 
+@dataclass(frozen=True)
+class Side:
+    port: int
+    pid: int
+
+
 def _round(
-    port: int,
-    bare_port: int,
+    service: Side,
+    bare: Side,
     bare_requests: list[bytes],
     targets: dict[str, list[bytes]],
     clients: list[int],
@@ -129,16 +143,30 @@ def _round(
     for count in clients:
         row: dict[str, float] = {}
         # The bare endpoint before and after the service's endpoints: its mean is the baseline.
-        before = measure(bare_port, bare_requests, clients=count, seconds=seconds).per_second
+        before = _measured(bare, bare_requests, count, seconds)
         for name, requests in targets.items():
-            measure(port, requests, clients=count, seconds=0.3)  # warm the connection and path
-            rate = measure(port, requests, clients=count, seconds=seconds)
-            row[name] = rate.per_second
-            row[f"{name}_p50_ms"] = statistics.median(rate.latencies_ms)
-        after = measure(bare_port, bare_requests, clients=count, seconds=seconds).per_second
-        row["bare"] = (before + after) / 2
+            measure(service.port, requests, clients=count, seconds=0.3)  # warm the path
+            row.update(
+                {f"{name}{k}": v for k, v in _measured(service, requests, count, seconds).items()}
+            )
+        after = _measured(bare, bare_requests, count, seconds)
+        row["bare"] = (before[""] + after[""]) / 2
+        row["bare_cpu_us"] = (before["_cpu_us"] + after["_cpu_us"]) / 2
         figures[str(count)] = row
     return figures
+
+
+def _measured(side: Side, requests: list[bytes], clients: int, seconds: float) -> dict[str, float]:
+    """Request rate, p50 latency, and the server's CPU time per request (all its threads):
+    the CPU figure hardly depends on what else the machine is running."""
+    cpu = cpu_seconds(side.pid)
+    rate = measure(side.port, requests, clients=clients, seconds=seconds)
+    used = cpu_seconds(side.pid) - cpu
+    return {
+        "": rate.per_second,
+        "_p50_ms": statistics.median(rate.latencies_ms),
+        "_cpu_us": used / max(rate.requests, 1) * 1e6,
+    }
 
 
 def _targets(server: Server, token: str | None, args: argparse.Namespace) -> dict[str, list[bytes]]:
@@ -196,14 +224,20 @@ def print_result(result: dict[str, Any]) -> None:
     )
     for count in rounds[0]:
         bare = statistics.median(r[count]["bare"] for r in rounds)
-        print(f"\n  {count} client(s): bare FastAPI endpoint {bare:,.0f} req/s")
+        bare_cpu = statistics.median(r[count]["bare_cpu_us"] for r in rounds)
+        print(
+            f"\n  {count} client(s): bare FastAPI endpoint {bare:,.0f} req/s, "
+            f"{bare_cpu:,.0f} us CPU/request"
+        )
         for name in ("status", "run", "pipelines", "healthz"):
             rate = statistics.median(r[count][name] for r in rounds)
             ratio = statistics.median(r[count][name] / r[count]["bare"] for r in rounds)
             p50 = statistics.median(r[count][f"{name}_p50_ms"] for r in rounds)
+            cpu = statistics.median(r[count][f"{name}_cpu_us"] for r in rounds)
             goal = f"(target >= {TARGET}: {'pass' if ratio >= TARGET else 'MISS'})"
             print(
                 f"    {name:<10} {rate:>8,.0f} req/s  p50 {p50:6.2f} ms  ratio {ratio:.2f}  "
+                f"CPU {cpu:6,.0f} us/req (bare/this {bare_cpu / cpu:.2f})  "
                 f"{goal if name in GOALS else ''}"
             )
 

@@ -118,11 +118,16 @@ def _writer_turn(session: Session) -> AbstractContextManager[object]:
 
 
 @contextmanager
-def read_only_unit(factory: SessionFactory) -> Iterator[Session]:
-    """A transaction that only reads; on SQLite it takes no write lock."""
+def read_only_unit(factory: SessionFactory, *, snapshot: bool = False) -> Iterator[Session]:
+    """A transaction that only reads; on SQLite it takes no write lock. With `snapshot`, all
+    its statements see one snapshot (REPEATABLE READ on PostgreSQL; a SQLite read transaction
+    always does)."""
     session = factory()
     try:
-        session.connection(execution_options={READ_ONLY: True})
+        options: dict[str, Any] = {READ_ONLY: True}
+        if snapshot and session.get_bind().dialect.name == "postgresql":
+            options["isolation_level"] = "REPEATABLE READ"
+        session.connection(execution_options=options)
         yield session
         session.rollback()
     finally:

@@ -3,17 +3,16 @@ agrees), this process's standard series, and HTTP requests by route template."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any, Protocol
 
 from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.core import (
-    CounterMetricFamily,
     GaugeMetricFamily,
-    HistogramMetricFamily,
     Metric,
 )
 from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
 from sqlalchemy import Row, func, select
 
 from app.core.db import SessionFactory, read_only_unit
@@ -45,9 +44,8 @@ class DatabaseCollector(Collector):
         self._broker = broker
 
     def collect(self) -> Iterator[Metric]:
-        # Three statements, each a row per series: aggregates and roll-ups, never the runs.
+        # The run series are rendered apart (run_series): there are many of them.
         with read_only_unit(self._factory) as session:
-            totals = rollup.totals(session=session)
             queued = session.scalar(select(func.count()).where(Run.status == "queued")) or 0
             # Queue names only matter with a broker; without one, no spec is read.
             specs = session.scalars(select(Pipeline.spec)).all() if self._broker else []
@@ -57,15 +55,6 @@ class DatabaseCollector(Collector):
                 # One series per name: an archived pipeline's model no longer serves.
                 .where(ModelVersion.stage == "production", Pipeline.archived_at.is_(None))
             ).all()
-        runs = CounterMetricFamily(
-            "mlops_runs",
-            "Runs by pipeline, status and trigger",
-            labels=["pipeline", "status", "trigger"],
-        )
-        for row in totals:
-            runs.add_metric([row.name, row.status, row.trigger_kind], int(row.runs))
-        yield runs
-        yield _durations(totals)
         yield GaugeMetricFamily("mlops_runs_queued", "Runs waiting to start", value=queued)
         yield GaugeMetricFamily(
             "mlops_worker_queue_depth",
@@ -103,27 +92,70 @@ def _broker_metrics(broker: Broker, queues: list[str]) -> Iterator[Metric]:
     yield seen
 
 
-def _durations(totals: Sequence[Row[Any]]) -> HistogramMetricFamily:
-    """Wall time of the runs that have both a start and an end, per pipeline."""
-    per_pipeline: dict[str, dict[str, float | int]] = {}
-    for row in totals:
-        sums = rollup.as_numbers(row)
-        into = per_pipeline.setdefault(row.name, dict.fromkeys(sums, 0))
-        for name, value in sums.items():
-            into[name] += value
-    family = HistogramMetricFamily(
-        "mlops_run_duration_seconds", "Run wall time", labels=["pipeline"]
-    )
-    for name, sums in per_pipeline.items():
-        if not sums["timed"]:
+def _go(value: float) -> str:
+    return str(floatToGoString(value))  # type: ignore[no-untyped-call]
+
+
+def run_series(factory: SessionFactory) -> bytes:
+    """mlops_runs_total and mlops_run_duration_seconds in the text exposition format.
+
+    Rows per series from the database (roll-ups plus the runs not counted yet, see
+    runs.rollup), in one snapshot, rendered here directly: with a few series per pipeline,
+    building prometheus_client families and formatting them cost several times the queries.
+    """
+    with read_only_unit(factory, snapshot=True) as session:
+        # An archived pipeline's series end with it: a new pipeline may take its name.
+        live = select(Pipeline.id, Pipeline.name).where(Pipeline.archived_at.is_(None))
+        names: dict[int, str] = {pid: name for pid, name in session.execute(live)}
+        counts = rollup.counts(session=session)
+        histograms = rollup.histograms(session=session)
+    lines = [
+        "# HELP mlops_runs_total Runs by pipeline, status and trigger\n",
+        "# TYPE mlops_runs_total counter\n",
+    ]
+    for (pipeline_id, status, kind), runs in counts.items():
+        if pipeline_id not in names:
             continue
-        buckets = [
-            (str(bound), float(sums[column]))
-            for bound, column in zip(BUCKETS, rollup.BUCKET_COLUMNS, strict=True)
-        ]
-        buckets.append(("+Inf", float(sums["timed"])))
-        family.add_metric([name], buckets, sum_value=float(sums["duration_sum"]))
-    return family
+        pipeline = _label(names[pipeline_id])
+        labels = f'pipeline="{pipeline}",status="{_label(status)}",trigger="{_label(kind)}"'
+        lines.append(f"mlops_runs_total{{{labels}}} {_number(runs)}\n")
+    lines += [
+        "# HELP mlops_run_duration_seconds Run wall time\n",
+        "# TYPE mlops_run_duration_seconds histogram\n",
+    ]
+    for row in histograms:
+        if row.pipeline_id in names and row.timed:  # no row for a pipeline never timed
+            lines += _histogram(_label(names[row.pipeline_id]), row)
+    return "".join(lines).encode()
+
+
+_BUCKETS = list(zip([_go(bound) for bound in BUCKETS], rollup.BUCKET_COLUMNS, strict=True))
+
+
+def _histogram(pipeline: str, row: Row[Any]) -> list[str]:
+    name, label, values = "mlops_run_duration_seconds", f'pipeline="{pipeline}"', row._mapping
+    lines = [
+        f'{name}_bucket{{{label},le="{bound}"}} {_number(int(values[column]))}\n'
+        for bound, column in _BUCKETS
+    ]
+    timed = _number(int(values["timed"]))
+    lines.append(f'{name}_bucket{{{label},le="+Inf"}} {timed}\n')
+    lines.append(f"{name}_count{{{label}}} {timed}\n")
+    lines.append(f"{name}_sum{{{label}}} {_go(float(values['duration_sum']))}\n")
+    return lines
+
+
+def _number(value: float) -> str:
+    """As prometheus_client writes a sample value (Go's float format), fast for counts."""
+    if value == int(value) and abs(value) < 1_000_000:
+        return f"{int(value)}.0"
+    return _go(value)
+
+
+def _label(value: str) -> str:
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+    return value
 
 
 def build_registry(

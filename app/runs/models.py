@@ -17,13 +17,20 @@ class Run(Base):
         UniqueConstraint("pipeline_id", "fire_key"),
         # 'active' and 'waiting' slots: the database enforces the concurrency policy.
         UniqueConstraint("pipeline_id", "slot"),
-        # The runs not yet counted in run_rollups: what a /metrics scrape still aggregates and
-        # the roll-up job looks for (status first: it asks for the terminal ones).
+        # The runs not yet counted in run_rollups: what a /metrics scrape still aggregates (by
+        # pipeline first) and what the roll-up job looks through.
         Index(
             "ix_runs_uncounted",
-            "status",
             "pipeline_id",
+            "status",
             "trigger_kind",
+            sqlite_where=text("rolled_up = 0"),
+            postgresql_where=text("rolled_up = false"),
+        ),
+        # The same runs in id order: the roll-up job takes them oldest first, in batches.
+        Index(
+            "ix_runs_uncounted_id",
+            "id",
             sqlite_where=text("rolled_up = 0"),
             postgresql_where=text("rolled_up = false"),
         ),

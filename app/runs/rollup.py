@@ -10,6 +10,7 @@ answers and however far the job has got.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any, cast
@@ -18,6 +19,7 @@ from sqlalchemy import (
     ColumnElement,
     CursorResult,
     Row,
+    Select,
     and_,
     case,
     extract,
@@ -25,14 +27,13 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    tuple_,
     union_all,
     update,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from app.core.db import SessionFactory, unit_of_work
-from app.pipelines.models import Pipeline
 from app.runs.models import DURATION_BUCKETS, Run, RunRollup
 from app.runs.transitions import TERMINAL
 
@@ -42,6 +43,16 @@ KEY = ("pipeline_id", "status", "trigger_kind")
 INTERVAL_S = 10.0
 BATCH = 50_000
 BUDGET_S = 2.0
+
+
+# Serialization failure, deadlock, unique violation: a concurrent roll-up won.
+LOST_RACE = frozenset({"40001", "40P01", "23505"})
+log = logging.getLogger(__name__)
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    state = getattr(exc.orig, "sqlstate", None)
+    return state if isinstance(state, str) else None
 
 
 class RollupRace(Exception):
@@ -74,28 +85,43 @@ def _series() -> list[ColumnElement[Any]]:
     return [Run.pipeline_id.expression, Run.status.expression, Run.trigger_kind.expression]
 
 
-def totals(*, session: Session) -> Sequence[Row[Any]]:
-    """Per (pipeline name, status, trigger kind): runs, timed runs, duration sum and the
-    cumulative duration buckets (BUCKET_COLUMNS), over every run."""
+def counts(*, session: Session) -> dict[tuple[int, str, str], int]:
+    """Runs per (pipeline id, status, trigger kind), over every run."""
+    rolled = select(RunRollup.pipeline_id, RunRollup.status, RunRollup.trigger_kind, RunRollup.runs)
+    live = select(*_series(), func.count()).where(Run.rolled_up == false()).group_by(*_series())
+    found: dict[tuple[int, str, str], int] = {}
+    rows = cast(Sequence[tuple[int, str, str, int]], session.execute(union_all(rolled, live)).all())
+    for pipeline_id, status, kind, runs in rows:
+        key = (int(pipeline_id), str(status), str(kind))
+        found[key] = found.get(key, 0) + int(runs)
+    return found
+
+
+def histograms(*, session: Session) -> Sequence[Row[Any]]:
+    """Per pipeline id: timed runs, their duration sum and the cumulative duration buckets
+    (BUCKET_COLUMNS), over every run."""
     dialect = session.get_bind().dialect.name
-    rolled = select(*(getattr(RunRollup, name) for name in (*KEY, *SUMS)))
+    statement = _HISTOGRAMS.get(dialect)
+    if statement is None:
+        statement = _HISTOGRAMS[dialect] = _histograms(dialect)
+    return session.execute(statement).all()
+
+
+_HISTOGRAMS: dict[str, Select[Any]] = {}
+
+
+def _histograms(dialect: str) -> Select[Any]:
+    sums = SUMS[1:]  # all but the run count
+    rolled = select(RunRollup.pipeline_id, *(getattr(RunRollup, name) for name in sums))
     live = (
-        select(*_series(), *_aggregates(dialect))
+        select(Run.pipeline_id, *_aggregates(dialect)[1:])
         .where(Run.rolled_up == false())
-        .group_by(*_series())
+        .group_by(Run.pipeline_id)
     )
     both = union_all(rolled, live).subquery()
-    return session.execute(
-        select(
-            Pipeline.name,
-            both.c.status,
-            both.c.trigger_kind,
-            *(func.sum(both.c[name]).label(name) for name in SUMS),
-        )
-        .join(Pipeline, Pipeline.id == both.c.pipeline_id)
-        .where(Pipeline.archived_at.is_(None))  # an archived pipeline's series end with it
-        .group_by(Pipeline.name, both.c.status, both.c.trigger_kind)
-    ).all()
+    return select(
+        both.c.pipeline_id, *(func.sum(both.c[name]).label(name) for name in sums)
+    ).group_by(both.c.pipeline_id)
 
 
 def roll_up(factory: SessionFactory, *, batch: int = BATCH, budget_s: float = BUDGET_S) -> int:
@@ -104,8 +130,16 @@ def roll_up(factory: SessionFactory, *, batch: int = BATCH, budget_s: float = BU
     deadline = time.monotonic() + budget_s
     counted = 0
     while True:
-        with unit_of_work(factory) as session:
-            done = _roll_up_batch(session, batch)
+        try:
+            with unit_of_work(factory) as session:
+                done = _roll_up_batch(session, batch)
+        except (RollupRace, DBAPIError) as exc:
+            if isinstance(exc, DBAPIError) and _sqlstate(exc) not in LOST_RACE:
+                raise
+            # Another replica's job counted (some of) these runs first: nothing was written
+            # here; what is left is counted at the next tick.
+            log.info("run roll-up: another replica went first (%s); next tick", type(exc).__name__)
+            return counted
         counted += done
         if done < batch or time.monotonic() > deadline:
             return counted
@@ -118,7 +152,9 @@ def _roll_up_batch(session: Session, batch: int) -> int:
         # summed nor marked, and a row another job changed first fails this transaction
         # instead of being counted twice.
         session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
-    pending = and_(Run.rolled_up == false(), Run.status.in_(TERMINAL))
+    # `status || ''`: no index on status for this, so SQLite walks the small partial index of
+    # uncounted runs (ix_runs_uncounted_id) instead of every terminal run in ix_runs_status.
+    pending = and_(Run.rolled_up == false(), Run.status.concat("").in_(TERMINAL))
     last = session.scalar(select(Run.id).where(pending).order_by(Run.id).offset(batch - 1).limit(1))
     if last is not None:
         pending = and_(pending, Run.id <= last)
@@ -150,13 +186,12 @@ def as_numbers(row: Row[Any]) -> dict[str, float | int]:
 def _add(session: Session, groups: Sequence[Row[Any]]) -> None:
     """Add each group's sums to its run_rollups row, creating the rows that are missing."""
     keys = [tuple(group[:3]) for group in groups]
+    # By pipeline id: a row-value IN list of every key overflows PostgreSQL's parser stack
+    # when a catch-up batch spans thousands of series.
+    pipelines = sorted({key[0] for key in keys})
     stored = {
         (row.pipeline_id, row.status, row.trigger_kind): row
-        for row in session.scalars(
-            select(RunRollup).where(
-                tuple_(RunRollup.pipeline_id, RunRollup.status, RunRollup.trigger_kind).in_(keys)
-            )
-        )
+        for row in session.scalars(select(RunRollup).where(RunRollup.pipeline_id.in_(pipelines)))
     }
     new: list[dict[str, Any]] = []
     for key, group in zip(keys, groups, strict=True):

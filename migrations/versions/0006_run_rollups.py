@@ -29,7 +29,15 @@ def upgrade() -> None:
     op.create_index(
         "ix_runs_uncounted",
         "runs",
-        ["status", "pipeline_id", "trigger_kind"],
+        ["pipeline_id", "status", "trigger_kind"],
+        unique=False,
+        sqlite_where=sa.text("rolled_up = 0"),
+        postgresql_where=sa.text("rolled_up = false"),
+    )
+    op.create_index(
+        "ix_runs_uncounted_id",
+        "runs",
+        ["id"],
         unique=False,
         sqlite_where=sa.text("rolled_up = 0"),
         postgresql_where=sa.text("rolled_up = false"),
@@ -62,6 +70,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("run_rollups")
+    op.drop_index("ix_runs_uncounted_id", table_name="runs")
     op.drop_index("ix_runs_uncounted", table_name="runs")
     with op.batch_alter_table("runs", schema=None) as batch_op:
         batch_op.drop_column("rolled_up")
