@@ -77,6 +77,7 @@ ROLES: dict[tuple[str, str], Role] = {
     ("POST", f"{API}/keys"): Role.admin,
     ("GET", f"{API}/keys"): Role.admin,
     ("DELETE", f"{API}/keys/{{key_id}}"): Role.admin,
+    ("POST", f"{API}/prune"): Role.admin,
     ("GET", f"{API}/audit"): Role.admin,
 }
 # POSTs that change nothing: a prediction reads the production model, so the services that
