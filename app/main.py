@@ -19,6 +19,7 @@ from app.api.monitoring import router as monitoring_router
 from app.api.ops import router as ops_router
 from app.api.pipelines import router as pipelines_router
 from app.api.registry import router as registry_router
+from app.api.retention import router as retention_router
 from app.api.runs import router as runs_router
 from app.api.subscriptions import router as subscriptions_router
 from app.api.webhooks import router as webhooks_router
@@ -222,4 +223,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks_router, prefix=API)
     app.include_router(auth_router, prefix=API)
     app.include_router(subscriptions_router, prefix=API)
+    app.include_router(retention_router, prefix=API)
     return app

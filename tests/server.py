@@ -51,11 +51,12 @@ class Server:
         }
         # What starts `mlops`: the checkout's module by default.
         self.command = [sys.executable, "-m", "app.cli.main"]
+        self.serve_args: list[str] = []  # more `mlops serve` options (--demo)
         self.process: subprocess.Popen[bytes] | None = None
         self.log = workdir / "server.log"
 
     def start(self, timeout: float = 60) -> Server:
-        command = [*self.command, "serve", "--port", str(self.port), *self.args]
+        command = [*self.command, "serve", "--port", str(self.port), *self.args, *self.serve_args]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 command, cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT

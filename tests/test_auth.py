@@ -101,6 +101,7 @@ ROLES: dict[tuple[str, str], Role] = {
     ("POST", f"{API}/keys"): Role.admin,
     ("GET", f"{API}/keys"): Role.admin,
     ("DELETE", f"{API}/keys/{{key_id}}"): Role.admin,
+    ("POST", f"{API}/prune"): Role.admin,
     ("GET", f"{API}/audit"): Role.admin,
     ("POST", f"{API}/subscriptions"): Role.admin,
     ("GET", f"{API}/subscriptions"): Role.admin,

@@ -231,6 +231,22 @@ class TestGlobalOptions:
             assert cli(*args).returncode == 2, args
 
 
+class TestPrune:
+    def test_prune_says_what_went(self, cli: Cli) -> None:
+        said = cli.ok("prune", "--older-than", "3650d")
+        assert re.fullmatch(
+            r"Pruned 0 runs, 0 data batches and 0 observations from before "
+            r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\n",
+            said,
+        )
+
+    def test_a_bad_duration_is_bad_usage(self, cli: Cli) -> None:
+        result = cli("prune", "--older-than", "soon")
+        assert result.returncode == 2
+        assert result.stderr.startswith("Error: --older-than 'soon'")
+        assert cli("prune", "--older-than", "1h").returncode == 1  # the server: at least 1 day
+
+
 class TestList:
     LONG = "breast-cancer-demo-with-a-long-descriptive-name"
 

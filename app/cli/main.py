@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from app.cli import keys, models, pipelines, runs, subscriptions
+from app.cli import keys, models, pipelines, prune, runs, subscriptions
 from app.cli.client import DEFAULT_URL, Globals, set_globals
 
 app = typer.Typer(help="mlops: a retraining control plane.", no_args_is_help=True)
@@ -18,6 +18,7 @@ app.add_typer(models.app, name="model")
 app.add_typer(runs.app, name="run")
 app.add_typer(keys.app, name="key")
 app.add_typer(subscriptions.app, name="subscription")
+app.command("prune")(prune.prune)
 
 
 def _version() -> str:
@@ -65,13 +66,16 @@ def serve(
     host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8000,
     demo: Annotated[bool, typer.Option(help="Create the demo pipeline if missing")] = False,
+    root_path: Annotated[
+        str, typer.Option(help="Path prefix a reverse proxy serves the API under (/mlops)")
+    ] = "",
 ) -> None:
     """Migrate the database and serve the API."""
     # Imported here: the server side pulls in scikit-learn, which would slow every client command.
     from app.cli import serve as server
     from app.core.settings import Settings
 
-    server.serve(Settings(), host=host, port=port, demo=demo)
+    server.serve(Settings(), host=host, port=port, demo=demo, root_path=root_path)
 
 
 @app.command()

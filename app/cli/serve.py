@@ -38,7 +38,7 @@ def load_demo(settings: Settings) -> str:
     return spec.name
 
 
-def serve(settings: Settings, *, host: str, port: int, demo: bool) -> None:
+def serve(settings: Settings, *, host: str, port: int, demo: bool, root_path: str = "") -> None:
     """Migrate, optionally load the demo pipeline, and serve the API with uvicorn."""
     import uvicorn
 
@@ -53,7 +53,9 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool) -> None:
         from app.execution import processes
 
         processes.start_forkserver()
-    uvicorn.run(app, host=host, port=port, log_level="info", log_config=log_config)
+    uvicorn.run(
+        app, host=host, port=port, log_level="info", log_config=log_config, root_path=root_path
+    )
     if app.state.services.executor.executing():
         # Runs still training were marked interrupted at shutdown; do not wait for their
         # threads (the interpreter would join them), exit now.

@@ -8,6 +8,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from app.core.untrusted import STORABLE_TEXT
+
 PROBLEM = "application/problem+json"
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 PROBLEM_SCHEMA: dict[str, Any] = {
@@ -51,8 +53,27 @@ def install_problem_schema(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+def _publish_storable_text(node: Any) -> None:
+    """Every string of a body may not hold a NUL (the server refuses it: PostgreSQL cannot
+    store one); say so on each string schema that has no pattern of its own."""
+    if isinstance(node, dict):
+        if node.get("type") == "string" and not node.keys() & {
+            "pattern",
+            "enum",
+            "const",
+            "format",
+        }:
+            node["pattern"] = STORABLE_TEXT
+        for value in node.values():
+            _publish_storable_text(value)
+    elif isinstance(node, list):
+        for value in node:
+            _publish_storable_text(value)
+
+
 def _document_problems(schema: dict[str, Any]) -> None:
     schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    _publish_storable_text(schemas)
     schemas["Problem"] = PROBLEM_SCHEMA
     for name in _FASTAPI_ONLY:
         schemas.pop(name, None)

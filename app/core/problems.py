@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -84,11 +85,44 @@ async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     if exc.detail == "There was an error parsing the body" and exc.__cause__ is not None:
         return _unreadable_body(request, exc.__cause__)
+    if exc.status_code == 405:
+        return _method_not_allowed(request)
     detail = exc.detail if isinstance(exc.detail, str) else "Error"
     response = problem(exc.status_code, detail, detail, request)
     for key, value in (exc.headers or {}).items():
         response.headers[key] = value
     return response
+
+
+def _method_not_allowed(request: Request) -> JSONResponse:
+    """405 with every method the path takes in `Allow` (Starlette names only the methods of
+    the first route on the path, and FastAPI makes one route per method)."""
+    allowed = sorted(allowed_methods(request))
+    detail = f"Method {request.method} is not allowed on {request.url.path}"
+    detail += f"; allowed: {', '.join(allowed)}"
+    response = problem(405, "Method Not Allowed", detail, request)
+    response.headers["Allow"] = ", ".join(allowed)
+    return response
+
+
+def allowed_methods(request: Request) -> set[str]:
+    """The methods of every route whose path matches the request's."""
+    path = request.url.path
+    methods: set[str] = set()
+    for route in _endpoints(request.app.router.routes):
+        if route.path_regex.match(path):
+            methods |= route.methods or set()
+    return methods
+
+
+def _endpoints(routes: list[Any]) -> Iterator[Any]:
+    """Routes with a path and methods, looking inside FastAPI's included routers."""
+    for route in routes:
+        nested = getattr(route, "effective_route_contexts", None)
+        if callable(nested):
+            yield from nested()
+        elif getattr(route, "path_regex", None) is not None and getattr(route, "methods", None):
+            yield route
 
 
 def _unreadable_body(request: Request, cause: BaseException) -> JSONResponse:

@@ -18,6 +18,12 @@ PRINTABLE_ASCII = r"^[\x20-\x7e]*$"
 # or an invisible character would silently make a second name that looks like the first.
 IDENTIFIER = r"^[\x21-\x7e](?:[\x20-\x7e]{0,62}[\x21-\x7e])?$"
 HTTP_URL = r"^https?://"
+# An http(s) URL naming a host (a name or IPv4 address in ASCII; IDNA names as punycode),
+# optionally a port, path, query: a pattern clients can check too.
+HTTP_URL_WITH_HOST = (
+    r"^https?://(?:[^/?#@\[\]\s]*@)?[A-Za-z0-9._~%!$&'()*+,;=-]+"
+    r"(?::[0-9]{0,5})?(?:[/?#][^\s]*)?$"
+)
 # What a pattern means, for error messages ("String should match pattern '^[^\x00]*$'"
 # tells a person little).
 PATTERN_HINTS = {
@@ -25,6 +31,7 @@ PATTERN_HINTS = {
     PRINTABLE_ASCII: "must be printable ASCII text",
     IDENTIFIER: "must be 1-64 printable ASCII characters, without a space at either end",
     HTTP_URL: "must be an http:// or https:// URL",
+    HTTP_URL_WITH_HOST: "must be an http:// or https:// URL naming a host (no IPv6 literal)",
 }
 
 

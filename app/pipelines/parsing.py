@@ -76,12 +76,29 @@ def parse_spec(document: Any, settings: Settings) -> PipelineSpec:
     if errors:
         raise InvalidSpec(summary(errors), errors=errors)
     try:
-        spec = PipelineSpec.model_validate(document)
+        spec = PipelineSpec.model_validate(_whole_numbers_as_int(document))
     except ValidationError as exc:
         errors = validation_errors(list(exc.errors()))[:MAX_ERRORS]
         raise InvalidSpec(summary(errors), errors=errors) from exc
     check_semantics(spec, settings)
     return spec
+
+
+def _whole_numbers_as_int(document: dict[str, Any]) -> dict[str, Any]:
+    """1.0 as 1, as JSON Schema counts it an integer (the published schema says "integer").
+    Not in `model`: an estimator's parameter may mean something else as a float
+    (max_features=1.0 is every feature, 1 is one)."""
+    return {k: v if k == "model" else _as_int(v) for k, v in document.items()}
+
+
+def _as_int(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _as_int(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_int(v) for v in value]
+    return value
 
 
 def check_semantics(spec: PipelineSpec, settings: Settings) -> None:

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.core.untrusted import HTTP_URL, IDENTIFIER
+from app.core.untrusted import HTTP_URL_WITH_HOST, IDENTIFIER
 from app.spec.cron import parse_cron
 
 SLUG = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?")  # whole string: use fullmatch
@@ -124,7 +124,10 @@ class Validation(SpecModel):
 
 
 class Evaluation(SpecModel):
-    metric: str = "accuracy"
+    metric: str = Field(
+        default="accuracy",
+        json_schema_extra={"enum": [*CLASSIFICATION_METRICS, *REGRESSION_METRICS]},
+    )
     holdout_fraction: float = Field(default=0.2, gt=0.0, le=0.9)
     min_score: float | None = None
     min_improvement: float = 0.0
@@ -151,19 +154,27 @@ class Evaluation(SpecModel):
 
 
 class BuiltinTarget(SpecModel):
+    # `kind` picks the target type, so a target must say it ({} is refused), although a
+    # deployment without a target gets the builtin one.
+    model_config = ConfigDict(json_schema_extra={"required": ["kind"]})
+
     kind: Literal["builtin"] = "builtin"
 
 
 class WebhookTarget(SpecModel):
     kind: Literal["webhook"]
     url: str = Field(
-        pattern=HTTP_URL,
+        pattern=HTTP_URL_WITH_HOST,
         max_length=2048,
         description="http(s) URL that receives the version",
     )
     headers: dict[str, str] = Field(
         default_factory=dict,
         max_length=MAX_HEADERS,
+        json_schema_extra={
+            "propertyNames": {"pattern": f"^{HEADER_NAME.pattern}$"},
+            "additionalProperties": {"type": "string", "pattern": f"^{HEADER_VALUE.pattern}$"},
+        },
         description="Sent with the POST; values are secrets, shown masked as '***' "
         "(send '***' back to keep a stored value)",
     )
@@ -273,11 +284,21 @@ class Retries(SpecModel):
 class PipelineSpec(SpecModel):
     """A retraining pipeline: where data comes from, what to train, and when it may ship."""
 
-    name: str = Field(description="Slug: lowercase letters, digits and '-'")
+    # The validators below say why a value is refused; the schema publishes the same rules.
+    name: str = Field(
+        description="Slug: 1-64 lowercase letters, digits or '-', starting and ending with a "
+        "letter or digit",
+        json_schema_extra={"pattern": f"^{SLUG.pattern}$", "minLength": 1, "maxLength": 64},
+    )
     description: str = Field(default="", max_length=2000)
     source: Source
     target: ColumnName
-    features: list[ColumnName] | None = Field(default=None, max_length=10_000)
+    features: list[ColumnName] | None = Field(
+        default=None,
+        max_length=10_000,
+        description="Columns to train on: at least one, each once; omitted: all but the target",
+        json_schema_extra={"minItems": 1, "uniqueItems": True},
+    )
     model: ModelSpec
     validation: Validation = Field(default_factory=Validation)
     evaluation: Evaluation = Field(default_factory=Evaluation)
