@@ -201,9 +201,14 @@ def active_run_id(*, session: Session, pipeline_id: int) -> int | None:
 
 def to_read(run: Run, pipeline_name: str) -> RunRead:
     """The API shape of a run."""
+    return run_read(run, pipeline_name, [StepRead.model_validate(step) for step in run.steps])
+
+
+def run_read(run: Any, pipeline: str, steps: list[StepRead]) -> RunRead:
+    """RunRead from anything with a run's columns: an ORM row or a row of a statement."""
     return RunRead(
         id=run.id,
-        pipeline=pipeline_name,
+        pipeline=pipeline,
         status=run.status,
         trigger=TriggerRead(kind=run.trigger_kind, reason=run.trigger_reason),
         attempt=run.attempt,
@@ -213,7 +218,7 @@ def to_read(run: Run, pipeline_name: str) -> RunRead:
         started_at=run.started_at,
         finished_at=run.finished_at,
         error=run.error,
-        steps=[StepRead.model_validate(step) for step in run.steps],
+        steps=steps,
         metrics=run.metrics,
         model_version=run.model_version,
         worker=run.worker,

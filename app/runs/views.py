@@ -9,7 +9,8 @@ from app.core.db import MAX_ID
 from app.core.errors import NotFound
 from app.pipelines.models import Pipeline
 from app.runs.models import Run, RunStep
-from app.runs.schemas import RunRead, StepRead, TriggerRead
+from app.runs.schemas import StepRead
+from app.runs.service import run_read
 
 RUN_COLUMNS = (
     Run.id,
@@ -67,25 +68,13 @@ def read_json(*, session: Session, run_id: int) -> bytes:
         if row.step_name is not None
     ]
     return (
-        RunRead(
-            id=run.id,
+        run_read(
+            run,
             # An archived pipeline's runs name it by its ref, `name@id` (pipelines.ref_of).
-            pipeline=run.pipeline
+            run.pipeline
             if run.pipeline_archived_at is None
             else f"{run.pipeline}@{run.pipeline_id}",
-            status=run.status,
-            trigger=TriggerRead(kind=run.trigger_kind, reason=run.trigger_reason),
-            attempt=run.attempt,
-            retry_of=run.retry_of_id,
-            actor=run.actor,
-            created_at=run.created_at,
-            started_at=run.started_at,
-            finished_at=run.finished_at,
-            error=run.error,
-            steps=steps,
-            metrics=run.metrics,
-            model_version=run.model_version,
-            worker=run.worker,
+            steps,
         )
         .model_dump_json()
         .encode()
