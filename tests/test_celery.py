@@ -154,7 +154,8 @@ def test_a_worker_trains_and_the_api_serves_from_s3(
         fleet.worker("w1", queue)
         train_and_serve(fleet, queue)
         listed = s3.client(endpoint).list_objects_v2(Bucket="models")["Contents"]
-        assert [item["Key"] for item in listed] == ["mlops/iris/v1.skops"]
+        # Under the pipeline's name and id: a re-created name never overwrites these files.
+        assert [item["Key"] for item in listed] == ["mlops/iris@1/v1.skops"]
 
 
 def test_a_pipeline_runs_on_the_workers_of_its_queue(fleet_factory: Any, queue: str) -> None:

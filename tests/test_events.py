@@ -313,7 +313,8 @@ def test_pending_deliveries_survive_a_restart(fast_events: Settings, tmp_path: P
         with TestClient(create_app(fast_events)) as first:
             created = subscribe(first, receiver.url, events=["run.completed"])
             run_pipeline(first, tmp_path)
-            wait_for(lambda: receiver.raw)
+            # A whole run first (load, train, score), on a machine the suite keeps busy.
+            wait_for(lambda: receiver.raw, timeout=90)
         # Stopped while the receiver was down: the delivery waits in the database.
         receiver.status = 200
         with TestClient(create_app(fast_events)) as second:

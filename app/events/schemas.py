@@ -37,7 +37,8 @@ class SubscriptionCreate(BaseModel):
     url: str = Field(
         min_length=1,
         max_length=2048,
-        pattern=r"^[hH][tT][tT][pP][sS]?://\S+$",
+        # No white space and no NUL (which no database column can hold).
+        pattern=r"^[hH][tT][tT][pP][sS]?://[^\s\x00]+$",
         description="http(s) URL that receives the events (must match MLOPS_HTTP_URL_ALLOW)",
     )
     events: list[EventType] = Field(

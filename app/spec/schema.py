@@ -325,7 +325,9 @@ class PipelineSpec(SpecModel):
     timeout_s: float = Field(default=3600, gt=0, le=MAX_SECONDS)
     queue: str = Field(
         default="default",
-        description="With the celery executor: the workers listening on this queue run it",
+        description="With the celery executor: the workers listening on this queue run it "
+        "(a slug, like `name`)",
+        json_schema_extra={"pattern": f"^{SLUG.pattern}$", "minLength": 1, "maxLength": 64},
     )
 
     @field_validator("name", "queue")
