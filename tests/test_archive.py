@@ -144,7 +144,9 @@ class TestRecreatingAName:
         create(client, tmp_path)
         old_run = run_once(client)
         ref = archive(client)
-        old_sha = client.get(f"{API}/pipelines/{ref}/models/1").json()["sha256"]
+        old_model = client.get(f"{API}/pipelines/{ref}/models/1")
+        assert old_model.status_code == 200, (old_run["error"], old_run["steps"])
+        old_sha = old_model.json()["sha256"]
 
         create(client, tmp_path)
         new_run = run_once(client)

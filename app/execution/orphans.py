@@ -17,6 +17,8 @@ import signal
 import sys
 
 PR_SET_PDEATHSIG = 1
+# Set by processes.start_forkserver (main thread) for the forkserver it starts.
+ARM_FORKSERVER = "MLOPS_FORKSERVER_DIES_WITH_PARENT"
 
 
 def die_with_parent() -> bool:
@@ -37,5 +39,5 @@ def _is_forkserver() -> bool:
     return sys.argv == ["-c"] and "multiprocessing.forkserver" in sys.modules
 
 
-if _is_forkserver():
+if _is_forkserver() and os.environ.get(ARM_FORKSERVER) == "1":
     die_with_parent()

@@ -260,7 +260,14 @@ def start_forkserver() -> None:
     if isinstance(_CONTEXT, ForkServerContext):
         from multiprocessing import forkserver
 
-        forkserver.ensure_running()
+        # Only a forkserver started from the main thread may die with its parent: started
+        # lazily from a worker thread (an app embedded in tests), it would die with that
+        # thread, under the next app's training processes.
+        os.environ[orphans.ARM_FORKSERVER] = "1"
+        try:
+            forkserver.ensure_running()
+        finally:
+            os.environ.pop(orphans.ARM_FORKSERVER, None)
 
 
 def _exit_with_parent() -> None:
