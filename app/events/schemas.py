@@ -1,12 +1,13 @@
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.time import Timestamp
+from app.spec.schema import SLUG
 
-EVENT_TYPES = (
+EventName = Literal[
     "run.completed",
     "run.failed",
     "run.rejected",
@@ -15,20 +16,11 @@ EVENT_TYPES = (
     "model.rolled_back",
     "trigger.fired",
     "drift.detected",
-)
-EventType = Literal[
-    "run.completed",
-    "run.failed",
-    "run.rejected",
-    "run.awaiting_approval",
-    "model.promoted",
-    "model.rolled_back",
-    "trigger.fired",
-    "drift.detected",
-    "*",
 ]
+EVENT_TYPES: tuple[str, ...] = get_args(EventName)
+EventType = Literal[EventName, "*"]
 Format = Literal["standard", "slack"]
-SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+SLUG_PATTERN = f"^{SLUG.pattern}$"  # a pipeline name, as the spec defines it
 
 
 class SubscriptionCreate(BaseModel):
