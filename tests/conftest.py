@@ -20,6 +20,7 @@ from app.core import migrate
 from app.core.settings import Settings
 from app.main import create_app
 from app.tables import Base
+from tests.s3server import set_aws_env
 from tests.server import ADMIN_TOKEN, Server
 
 with warnings.catch_warnings():
@@ -33,6 +34,9 @@ ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 # Outbound calls still retry through a blip in tests, waiting milliseconds instead of seconds
 # (every Settings() below and every test server's environment reads this).
 os.environ.setdefault("MLOPS_OUTBOUND_BACKOFF_S", "0.01")
+# Credentials for the moto S3 server, set before any test starts a training process: a
+# forkserver's children inherit its environment from when it started, not the current one.
+set_aws_env()
 
 
 class TestClient(_TestClient):
