@@ -178,8 +178,9 @@ def main() -> int:
     print(f"  1 worker : {rate1:.2f} fits/s")
     print(f"  2 workers: {rate2:.2f} fits/s  ({rate2 / rate1:.2f}x)")
     print(f"trigger -> started_at over {args.samples} runs (created_at -> started_at):")
-    for label, values in (("celery+redis", celery["latency"]), ("thread", threads)):
-        print(f"  {label:13}: p50 {pct(values, 50):6.1f} ms   p99 {pct(values, 99):6.1f} ms")
+    celery_label = "celery+" + ("rabbitmq" if BROKER.startswith("amqp") else "redis")
+    for label, values in ((celery_label, celery["latency"]), ("thread", threads)):
+        print(f"  {label:15}: p50 {pct(values, 50):6.1f} ms   p99 {pct(values, 99):6.1f} ms")
     return 0
 
 
