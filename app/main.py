@@ -18,6 +18,7 @@ from app.api.keys import router as auth_router
 from app.api.monitoring import router as monitoring_router
 from app.api.ops import router as ops_router
 from app.api.pipelines import router as pipelines_router
+from app.api.read_lane import ReadLane
 from app.api.registry import router as registry_router
 from app.api.retention import router as retention_router
 from app.api.runs import router as runs_router
@@ -208,6 +209,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added after the body limit, so it runs before it: no body is read for a caller without
     # a key.
     app.add_middleware(AuthenticateFirst, protected=f"{API}/", open_paths=WEBHOOK_PATH)
+    # Outside authentication: the lane looks the key up itself, in the read's transaction.
+    app.add_middleware(ReadLane, api=API)
     # Outermost: times every request, those refused by the middlewares above included.
     app.add_middleware(
         RecordRequests, metrics=services.requests, routes=RouteTemplates(lambda: _templates(app))

@@ -15,7 +15,8 @@ from app.core.settings import Settings
 from app.core.time import set_clock
 from app.main import create_app
 from tests.conftest import TestClient
-from tests.factories import pipeline_spec
+from tests.factories import pipeline_spec, wait_for_run
+from tests.test_auth import assert_problem, make_key
 
 API = "/api/v1"
 NAME = "retrain-customer-model"
@@ -104,3 +105,63 @@ def test_read_shapes_match_their_schemas(client: Any) -> None:
     assert set(listed) == {"items", "total", "limit", "offset"}
     assert listed["items"][0] == client.get(f"{API}/pipelines/{NAME}").json()
     assert client.get(f"{API}/runs/{run['id']}").json()["steps"][0]["name"] == "load_data"
+
+
+class TestReadLane:
+    """The hottest reads skip the router; what a caller gets is what the router gives."""
+
+    def _paths(self, client: Any) -> list[str]:
+        client.post(f"{API}/pipelines", json=pipeline_spec(triggers=HOURLY))
+        client.post(f"{API}/pipelines", json=pipeline_spec(name="second-model"))
+        run = client.post(f"{API}/pipelines/{NAME}/runs").json()
+        wait_for_run(client, run["id"])
+        return [
+            f"{API}/runs/{run['id']}",
+            f"{API}/pipelines/{NAME}/status",
+            f"{API}/pipelines/{NAME}",
+            f"{API}/pipelines",
+        ]
+
+    def test_each_read_answers_what_the_router_answers(self, client: Any) -> None:
+        viewer = {"Authorization": f"Bearer {make_key(client, 'viewer')['key']}"}
+        for path in self._paths(client):
+            lane = client.get(path, headers=viewer)
+            # Any query string sends the request through the router (which ignores `via`).
+            routed = client.get(f"{path}?via=router", headers=viewer)
+            assert lane.status_code == routed.status_code == 200, path
+            assert lane.content == routed.content, path
+            assert lane.headers["content-type"] == routed.headers["content-type"]
+            assert lane.headers["x-request-id"]
+
+    def test_what_it_cannot_answer_gets_the_usual_problem(self, client: Any) -> None:
+        run_path = self._paths(client)[0]
+        assert_problem(client.get(run_path, headers={"Authorization": ""}), 401)
+        leaked = make_key(client, "viewer", "leaked")
+        headers = {"Authorization": f"Bearer {leaked['key']}"}
+        assert client.get(run_path, headers=headers).status_code == 200
+        client.delete(f"{API}/keys/{leaked['id']}")
+        assert "was revoked" in assert_problem(client.get(run_path, headers=headers), 401)["detail"]
+        assert "does not exist" in assert_problem(client.get(f"{API}/runs/999"), 404)["detail"]
+        assert_problem(client.get(f"{API}/pipelines/no-such-model/status"), 404)
+        assert_problem(client.get(f"{API}/pipelines/no-such-model"), 404)
+        assert_problem(client.get(f"{API}/runs/99999999999"), 404)
+
+    def test_request_metrics_name_the_route_template(self, client: Any) -> None:
+        for path in self._paths(client):
+            client.get(path)
+        metrics = client.get("/metrics").text
+        for template in (
+            "/api/v1/runs/{run_id}",
+            "/api/v1/pipelines/{name}/status",
+            "/api/v1/pipelines/{name}",
+            "/api/v1/pipelines",
+        ):
+            line = f'mlops_http_requests_total{{method="GET",route="{template}",status="200"}}'
+            assert line in metrics, template
+
+    def test_it_records_when_a_key_was_last_used(self, client: Any) -> None:
+        viewer = make_key(client, "viewer", "poller")
+        client.get(self._paths(client)[0], headers={"Authorization": f"Bearer {viewer['key']}"})
+        client.app.state.services.key_usage.flush()
+        keys = client.get(f"{API}/keys").json()["items"]
+        assert next(k for k in keys if k["name"] == "poller")["last_used_at"] is not None

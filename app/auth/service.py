@@ -9,13 +9,13 @@ import re
 import secrets
 
 import anyio
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from app.auth.models import ApiKey
 from app.auth.roles import ADMIN_TOKEN, ANONYMOUS, Actor, Role
 from app.auth.usage import KeyUsage
-from app.core.db import READ_ONLY
+from app.core.db import Reader, read_connection
 from app.core.errors import Conflict, NotFound, Unauthorized
 from app.core.settings import Settings
 from app.core.time import utcnow
@@ -117,7 +117,7 @@ async def authenticate(
     *, engine: Engine, settings: Settings, token: str | None, usage: KeyUsage
 ) -> Actor:
     """The actor a bearer token stands for; Unauthorized if none or not a live key."""
-    actor = _without_lookup(settings, token)
+    actor = without_lookup(settings, token)
     if actor is not None:
         return actor
     assert token is not None
@@ -125,7 +125,7 @@ async def authenticate(
     return await anyio.to_thread.run_sync(_lookup, engine, hash_key(token), usage)
 
 
-def _without_lookup(settings: Settings, token: str | None) -> Actor | None:
+def without_lookup(settings: Settings, token: str | None) -> Actor | None:
     """The verdict that needs no database: the actor, Unauthorized, or None (look the key up)."""
     if settings.auth == "disabled":
         return ANONYMOUS
@@ -139,29 +139,26 @@ def _without_lookup(settings: Settings, token: str | None) -> Actor | None:
 
 
 def _lookup(engine: Engine, digest: str, usage: KeyUsage) -> Actor:
+    with read_connection(engine) as connection:
+        return lookup(connection, digest, usage)
+
+
+# Built once: constructing it costs more than running it.
+_BY_HASH = select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.key_hash, ApiKey.revoked_at).where(
+    ApiKey.key_hash == bindparam("digest")
+)
+
+
+def lookup(db: Reader, digest: str, usage: KeyUsage) -> Actor:
+    """The actor of the live key whose hash is `digest`, read on `db`; Unauthorized if none."""
     # No cache: a revoked key is refused on its very next request.
-    with engine.connect().execution_options(**_lookup_options(engine)) as connection:
-        row = connection.execute(
-            select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.key_hash, ApiKey.revoked_at).where(
-                ApiKey.key_hash == digest
-            )
-        ).one_or_none()
+    row = db.execute(_BY_HASH, {"digest": digest}).one_or_none()
     if row is None or not hmac.compare_digest(row.key_hash, digest):
         raise Unauthorized("Invalid API key", invalid=True)
     if row.revoked_at is not None:
         raise Unauthorized(f"API key {row.id} ({row.name}) was revoked", invalid=True)
     usage.touch(row.id)
     return Actor(row.name, Role(row.role), row.id)
-
-
-def _lookup_options(engine: Engine) -> dict[str, object]:
-    if engine.dialect.name == "postgresql":
-        # One statement in autocommit mode: no BEGIN and ROLLBACK round trips around it.
-        return {"isolation_level": "AUTOCOMMIT"}
-    # Not on SQLite: resetting the pooled connection afterwards would hand it back to
-    # pysqlite's own transaction handling, which the engine turns off (see core.db). There a
-    # read-only BEGIN costs no round trip and takes no write lock.
-    return {READ_ONLY: True}
 
 
 def _same(token: str, expected: str) -> bool:

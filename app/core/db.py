@@ -9,7 +9,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
+from sqlalchemy import JSON, Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
@@ -44,9 +44,16 @@ class Base(DeclarativeBase):
 
 
 SessionFactory = Callable[[], Session]
+# What a read runs its statements on: a session, or a bare connection where the ORM's
+# per-statement work would cost more than the statement (see read_connection).
+Reader = Session | Connection
 # One lock per SQLite engine: this process's writers queue on it (see unit_of_work).
 _WRITER_TURNS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
 READ_ONLY = "mlops_read_only"
+# SQLite's driver already leaves every statement to commit itself (the engine turns its own
+# transaction handling off); this flag only stops the BEGIN we would send. Cheaper than the
+# AUTOCOMMIT isolation level, which SQLAlchemy sets and resets with PRAGMAs each checkout.
+AUTOCOMMIT = "mlops_autocommit"
 # Ids are 32-bit integers on every backend; a larger number names no row, and binding one
 # overflows SQLite's driver. Offsets get the same bound.
 MAX_ID = 2**31 - 1
@@ -80,8 +87,10 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_begin(conn: Any) -> None:
         # Read-only units (GET requests, metrics) take no write lock, so bursts of readers
         # never queue behind, or block, the writers.
-        read_only = conn.get_execution_options().get(READ_ONLY, False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+        options = conn.get_execution_options()
+        if options.get(AUTOCOMMIT, False):
+            return  # each statement its own transaction (read_connection)
+        conn.exec_driver_sql("BEGIN" if options.get(READ_ONLY, False) else "BEGIN IMMEDIATE")
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -132,6 +141,20 @@ def read_only_unit(factory: SessionFactory, *, snapshot: bool = False) -> Iterat
         session.rollback()
     finally:
         session.close()
+
+
+@contextmanager
+def read_connection(engine: Engine) -> Iterator[Connection]:
+    """A connection for a few reads that need no common snapshot, without the ORM session's
+    per-statement cost: each statement is its own transaction (autocommit), so no BEGIN and
+    ROLLBACK go with them; on SQLite a read takes no write lock."""
+    options: dict[str, Any] = (
+        {"isolation_level": "AUTOCOMMIT"}
+        if engine.dialect.name == "postgresql"
+        else {AUTOCOMMIT: True, READ_ONLY: True}
+    )
+    with engine.connect().execution_options(**options) as connection:
+        yield connection
 
 
 def after_commit(session: Session, callback: Callable[[], None]) -> None:

@@ -13,8 +13,8 @@ from datetime import datetime
 from functools import lru_cache
 
 from sqlalchemy import Integer, Row, Text, bindparam, cast, func, select
-from sqlalchemy.orm import Session
 
+from app.core.db import Reader
 from app.pipelines import masking
 from app.pipelines.models import Pipeline
 from app.pipelines.schemas import PipelineRead
@@ -82,7 +82,7 @@ def read_json(row: Row[int, str, bool, datetime, datetime, datetime | None, str]
     return _read_json(key, row.spec_text)
 
 
-def one_json(*, session: Session, name: str) -> bytes:
+def one_json(*, session: Reader, name: str) -> bytes:
     """GET /pipelines/{name}'s body (an archived one by its ref `name@id`); NotFound if
     there is no such pipeline."""
     row = None
@@ -96,7 +96,7 @@ def one_json(*, session: Session, name: str) -> bytes:
     return read_json(row)
 
 
-def page_json(*, session: Session, limit: int, offset: int, include_archived: bool) -> bytes:
+def page_json(*, session: Reader, limit: int, offset: int, include_archived: bool) -> bytes:
     """GET /pipelines' body: pipelines by name, one page, and the total count."""
     total = session.scalar(COUNT_ALL if include_archived else COUNT) or 0
     page = PAGE_ALL if include_archived else PAGE

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from sqlalchemy import bindparam, select
-from sqlalchemy.orm import Session
 
-from app.core.db import MAX_ID
+from app.core.db import MAX_ID, Reader
 from app.core.errors import NotFound
 from app.pipelines.models import Pipeline
 from app.runs.models import Run, RunStep
@@ -50,7 +49,7 @@ ONE = (
 )
 
 
-def read_json(*, session: Session, run_id: int) -> bytes:
+def read_json(*, session: Reader, run_id: int) -> bytes:
     """The RunRead JSON of one run with its steps; NotFound if there is no such run."""
     rows = session.execute(ONE, {"run_id": run_id}).all() if 1 <= run_id <= MAX_ID else []
     if not rows:

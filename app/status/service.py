@@ -13,8 +13,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, bindparam, select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import aliased
 
+from app.core.db import Reader
 from app.core.time import utcnow
 from app.pipelines.models import Pipeline
 from app.pipelines.schemas import PipelineStatus
@@ -31,7 +32,7 @@ _NEXT: dict[tuple[str, datetime], tuple[datetime, datetime | None]] = {}
 _NEXT_LOCK = threading.Lock()
 
 
-def status_of(*, session: Session, name: str) -> PipelineStatus:
+def status_of(*, session: Reader, name: str) -> PipelineStatus:
     """Status is the newest run's status, or 'paused', or 'never_run'; NotFound if there is
     no such pipeline."""
     row = None
