@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import anyio.to_thread
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api.deps import Services
 from app.auth import service as auth
 from app.auth.middleware import bearer_token
 from app.auth.roles import Actor, Role
@@ -31,6 +32,7 @@ from app.runs import views as run_views
 from app.status.service import status_of
 
 Read = Callable[[Reader], bytes]
+THREADS = 2
 
 
 def _run(match: re.Match[str]) -> Read:
@@ -77,6 +79,9 @@ class ReadLane:
     def __init__(self, app: ASGIApp, *, api: str) -> None:
         self.app = app
         self.lanes = lanes(api)
+        # Few threads: reads are mostly interpreter work, and more threads only queue for its
+        # lock with the event loop, which then serves every request more slowly.
+        self.limiter = anyio.CapacityLimiter(THREADS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         lane, read = self._read_for(scope)
@@ -108,7 +113,7 @@ class ReadLane:
         return None, None
 
     async def _answer(self, scope: Scope, read: Read) -> bytes | None:
-        services = scope["app"].state.services
+        services: Services = scope["app"].state.services
         token = _bearer(scope)
         try:
             actor = auth.without_lookup(services.settings, token)
@@ -116,15 +121,21 @@ class ReadLane:
             return None
         digest = None if actor is not None or token is None else auth.hash_key(token)
 
-        def unit() -> bytes | None:
-            with read_connection(services.engine) as session:
-                try:
-                    found = actor or auth.lookup(session, digest or "", services.key_usage)
-                    return read(session) if _may_read(found) else None
-                except DomainError:
-                    return None
+        def answer(connection: Reader) -> bytes | None:
+            try:
+                found = actor or auth.lookup(connection, digest or "", services.key_usage)
+                return read(connection) if _may_read(found) else None
+            except DomainError:
+                return None
 
-        return await anyio.to_thread.run_sync(unit)
+        if services.loop_reader is not None:
+            return services.loop_reader.read(answer)
+
+        def in_thread() -> bytes | None:
+            with read_connection(services.engine) as connection:
+                return answer(connection)
+
+        return await anyio.to_thread.run_sync(in_thread, limiter=self.limiter)
 
 
 def _may_read(actor: Actor) -> bool:
