@@ -85,10 +85,10 @@ def _environment(settings: Settings, name: str) -> tuple[WorkerEnv, Celery]:
 def _warm_up() -> None:
     """Import the run code and start a training process now, not with the first run: a
     run's start then waits for nothing but its claim."""
-    from app.execution import worker  # noqa: F401 (imported for its import time)
+    from app.execution import worker
 
     processes.start_forkserver()
-    processes.call(os.getpid)
+    worker.warm_up()
 
 
 def _execute(run_id: int, env: WorkerEnv) -> None:

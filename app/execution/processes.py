@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 StopCheck = Callable[[], Exception | None]
 
+# The estimator families most pipelines use.
+ESTIMATOR_MODULES = ("sklearn.ensemble", "sklearn.linear_model", "sklearn.tree")
 # Linux and macOS: children fork from a single-threaded server process that imported these
 # modules once, so a new child is ready in milliseconds and never inherits the service's
 # threads, locks or database connections (a plain fork of the service would).
@@ -51,6 +53,9 @@ PRELOAD = [
     "app.cli.main",
     "app.execution.processes",
     "app.execution.fitting",
+    # scikit-learn imports these on first use, which would cost each new training process
+    # (and so the first fit after one retires) up to a second.
+    *ESTIMATOR_MODULES,
 ]
 _CONTEXT: ForkServerContext | SpawnContext
 if "forkserver" in multiprocessing.get_all_start_methods():
@@ -175,6 +180,13 @@ class Children:
                 child.close()
         return Child()
 
+    def warm(self) -> None:
+        """Start a child now unless one is idle, so that the next call waits for none."""
+        with self._lock:
+            if self._idle:
+                return
+        self._give_back(Child())
+
     def _give_back(self, child: Child) -> None:
         now = time.monotonic()
         with self._lock:
@@ -187,8 +199,11 @@ class Children:
             expired: list[Child] = []
             while len(self._idle) > 1 and now - self._idle[0].idle_since > IDLE_EXPIRY_S:
                 expired.append(self._idle.pop(0))
+            refill = not self._idle
         for stale in expired if kept else [*expired, child]:
             stale.close()
+        if refill:  # a retired or broken child: its successor starts now, not with a run
+            threading.Thread(target=self.warm, name="mlops-warm-child", daemon=True).start()
 
 
 CHILDREN = Children()
@@ -197,6 +212,12 @@ CHILDREN = Children()
 def call(fn: Callable[..., T], *args: Any, stop: StopCheck | None = None) -> T:
     """fn(*args) in a child process; `stop` is asked every 0.2 s whether to kill it."""
     return CHILDREN.call(fn, *args, stop=stop)
+
+
+def warm_up() -> None:
+    """Have a training process ready (and the forkserver's imports done) before the first
+    run; the forkserver must already be running (start_forkserver)."""
+    CHILDREN.warm()
 
 
 def reserved() -> AbstractContextManager[Child]:

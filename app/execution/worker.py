@@ -7,6 +7,7 @@ lost its run never promotes, and scheduling a retry when a failed run has attemp
 
 from __future__ import annotations
 
+import importlib
 import logging
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from app.core import logs
 from app.core.db import after_commit, read_only_unit, unit_of_work
 from app.core.errors import DomainError, StoredSpecInvalid
 from app.core.time import utcnow
+from app.execution import processes
 from app.execution.env import WorkerEnv
 from app.execution.outcomes import AwaitApproval, Rejected, StepOutcome, Stopped
 from app.execution.steps import STEPS, RunState, estimator_kind
@@ -44,6 +46,15 @@ class Ending:
     error: str | None
     step_status: str
     detail: str | None
+
+
+def warm_up() -> None:
+    """Import what scoring a fitted model takes and have a training process ready, so that
+    the first run after a start waits for neither (this module's own imports, the training
+    stack, are done by then too)."""
+    for module in processes.ESTIMATOR_MODULES:
+        importlib.import_module(module)
+    processes.warm_up()
 
 
 def execute(run_id: int, env: WorkerEnv) -> None:
