@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -88,7 +89,13 @@ def build_services(settings: Settings) -> Services:
         requests,
         broker,
         loop_reader(engine),
+        _set(threading.Event()),
     )
+
+
+def _set(event: threading.Event) -> threading.Event:
+    event.set()
+    return event
 
 
 def _executor(

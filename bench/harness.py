@@ -199,6 +199,11 @@ class Service:
             time.sleep(poll_s)
         raise BenchError(f"server not ready after {timeout:g} s:\n{self.log.read_text()[-3000:]}")
 
+    def restart(self) -> None:
+        """Stop the server (SIGTERM) and start it again on the same data dir and port."""
+        self._terminate()
+        self.start()
+
     def create(self, spec: dict[str, Any]) -> None:
         response = self.api.post("/pipelines", json=spec)
         if response.status_code != 201:
@@ -206,6 +211,9 @@ class Service:
 
     def stop(self) -> None:
         self.api.close()
+        self._terminate()
+
+    def _terminate(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             try:

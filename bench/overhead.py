@@ -17,6 +17,7 @@ import os
 import platform
 import statistics
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,8 @@ class Options:
     poll_ms: float
     keep: bool
     model: str
+    cold: int
+    idle_s: float
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
@@ -87,6 +90,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--poll-ms", type=float, default=10.0, help="poll interval, tiny runs")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (server log)")
     parser.add_argument("--model", choices=sorted(MODELS), default="logistic", help="big job")
+    parser.add_argument("--cold", type=int, default=3, help="restarts, each followed by a run")
+    parser.add_argument("--idle-s", type=float, default=60.0, help="idle time before a run")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 repeats, 20 triggers")
     args = parser.parse_args(argv)
     repeats, triggers = (2, 20) if args.quick else (max(args.repeats, 1), max(args.triggers, 1))
@@ -99,6 +104,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         args.poll_ms,
         args.keep,
         args.model,
+        1 if args.quick else max(args.cold, 1),
+        1.0 if args.quick else args.idle_s,
     )
 
 
@@ -141,6 +148,52 @@ def compare(child: BareChild, service: Service, csv: Path, opts: Options) -> Com
         result.service.append(run_timing(trigger_and_wait(service, BIG, BIG_POLL_S, wait)))
         print(f"  pair {i + 1}/{opts.repeats}", flush=True)
     return result
+
+
+@dataclass
+class Cold:
+    restarted: list[RunTiming]  # each the first run after a restart of the service
+    idle: RunTiming  # after idle_s without a run
+    idle_s: float
+    bare: list[float]  # bare runs taken between them
+
+
+def cold_and_idle(child: BareChild, service: Service, csv: Path, opts: Options) -> Cold:
+    """The first run after each of `opts.cold` restarts, triggered as soon as the service
+    answers /readyz, and one run after `opts.idle_s` without any; production exists for all
+    of them, so they do the work of any other run."""
+    job = bare_job(csv, opts.model)
+    restarted: list[RunTiming] = []
+    bare: list[float] = []
+    for i in range(opts.cold):
+        service.restart()
+        restarted.append(run_timing(trigger_and_wait(service, BIG, BIG_POLL_S)))
+        bare.append(child.run(job)["seconds"])
+        print(f"  restart {i + 1}/{opts.cold}", flush=True)
+    print(f"  idle for {opts.idle_s:g} s ...", flush=True)
+    time.sleep(opts.idle_s)
+    idle = run_timing(trigger_and_wait(service, BIG, BIG_POLL_S))
+    bare.append(child.run(job)["seconds"])
+    return Cold(restarted, idle, opts.idle_s, bare)
+
+
+def print_cold(cold: Cold, cmp: Comparison) -> None:
+    bare = med([b["seconds"] for b in cmp.bare] + cold.bare)
+    print(
+        f"\n-- cold and idle: the first run after each of {len(cold.restarted)} restarts, and a "
+        f"run after {cold.idle_s:g} s idle --"
+    )
+    print(f"  {'':<46}{'median':>11}{'min':>8}{'max':>8}   ratio to the bare median")
+    for label, values in (
+        ("first run after a restart", [r.server_s for r in cold.restarted]),
+        (f"run after {cold.idle_s:g} s idle", [cold.idle.server_s]),
+        ("warm runs (above)", [r.server_s for r in cmp.service]),
+    ):
+        low, high = min(values) * 1000, max(values) * 1000
+        print(f"  {label:<46}{ms(med(values))}{low:8.0f}{high:8.0f}   {med(values) / bare:.3f}")
+    train = med([r.steps.get("train", 0.0) for r in cold.restarted])
+    fit = med([r.fit_s or 0.0 for r in cold.restarted])
+    print(f"  after a restart: train step {ms(train)}, of which the fit {ms(fit)}")
 
 
 @dataclass(frozen=True)
@@ -279,9 +332,12 @@ def print_latency(lat: list[Latency], poll_ms: float) -> None:
             print(f"  {label:<36}{figures}")
 
 
-def summary_rows(cmp: Comparison, lat: list[Latency]) -> list[tuple[str, float, str, float]]:
+def summary_rows(
+    cmp: Comparison, lat: list[Latency], cold: Cold
+) -> list[tuple[str, float, str, float]]:
     """(figure, value, unit, limit); a limit of 0 means the figure is for information."""
     bare = [b["seconds"] for b in cmp.bare]
+    all_bare = med(bare + cold.bare)
     server = [r.server_s for r in cmp.service]
     big = [r.bookkeeping_s * 1000 for r in [cmp.first, *cmp.service]]
     tiny = [x.bookkeeping_ms for x in lat if x.bookkeeping_ms is not None]
@@ -290,6 +346,13 @@ def summary_rows(cmp: Comparison, lat: list[Latency]) -> list[tuple[str, float, 
     gated = [b["seconds"] + b["phases"]["score_production"] for b in cmp.bare]
     return [
         ("ratio service/bare, medians", med(server) / med(bare), "", 1.05),
+        (
+            "ratio, first run after a restart",
+            med([r.server_s for r in cold.restarted]) / all_bare,
+            "",
+            1.05,
+        ),
+        (f"ratio, run after {cold.idle_s:g} s idle", cold.idle.server_s / all_bare, "", 1.05),
         ("  ratio vs bare + scoring production", med(server) / med(gated), "", 1.05),
         ("  ratio of the minimums", min(server) / min(bare), "", 0),
         ("  median of the paired ratios", med(paired), "", 0),
@@ -326,10 +389,10 @@ def extras_ms(cmp: Comparison) -> float:
     return (med(per_run) - score - split) * 1000
 
 
-def print_summary(cmp: Comparison, lat: list[Latency]) -> None:
+def print_summary(cmp: Comparison, lat: list[Latency], cold: Cold) -> None:
     print("\n-- summary --")
     print(f"  {'figure':<42}{'value':>10}  {'target':<11}result")
-    for name, value, unit, limit in summary_rows(cmp, lat):
+    for name, value, unit, limit in summary_rows(cmp, lat, cold):
         shown = f"{value:.1f} {unit}" if unit else f"{value:.3f}"
         target = f"<= {limit:g} {unit}".strip() if limit else "(info)"
         result = ("PASS" if value <= limit else "FAIL") if limit else ""
@@ -360,6 +423,8 @@ def run(opts: Options, workdir: Path) -> None:
         service.create(tiny_spec())
         print("big job: bare script and service in turns ...", flush=True)
         cmp = compare(child, service, csv, opts)
+        print("cold and idle runs ...", flush=True)
+        cold = cold_and_idle(child, service, csv, opts)
         print(f"trigger -> start: {opts.triggers} tiny runs ...", flush=True)
         lat = trigger_latencies(service, opts)
     finally:
@@ -367,8 +432,9 @@ def run(opts: Options, workdir: Path) -> None:
         service.stop()
     print_header(opts, rows, load_before)
     print_comparison(cmp)
+    print_cold(cold, cmp)
     print_latency(lat, opts.poll_ms)
-    print_summary(cmp, lat)
+    print_summary(cmp, lat, cold)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

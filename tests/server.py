@@ -46,6 +46,8 @@ class Server:
             "MLOPS_DATA_DIR": str(workdir / ".mlops"),
             "MLOPS_SOURCE_DIRS": str(workdir),
             "MLOPS_ADMIN_TOKEN": ADMIN_TOKEN,
+            # Most tests never train: no training process prepared at start (see test_warm).
+            "MLOPS_WARM_START": "false",
             **({"MLOPS_DATABASE_URL": database_url} if database_url else {}),
             **env,
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -51,6 +52,8 @@ class Services:
     broker: BrokerProbe | None
     # Short reads on the event loop's thread (api.read_lane); SQLite only, None otherwise.
     loop_reader: LoopReader | None
+    # Cleared while `mlops serve` prepares its training process (/readyz says so).
+    training_ready: threading.Event
 
 
 async def get_services(request: Request) -> Services:

@@ -33,7 +33,10 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "Database or scheduler not ready"}})
+@router.get(
+    "/readyz",
+    responses={503: {"description": "Database, scheduler, broker or training process not ready"}},
+)
 def readyz(services: ServicesDep) -> dict[str, str]:
     """The database answers and the scheduler is running."""
     try:
@@ -44,6 +47,8 @@ def readyz(services: ServicesDep) -> dict[str, str]:
         raise NotReady(f"Database unreachable: {type(exc).__name__}: {exc}") from exc
     if not services.clock.running:
         raise NotReady("Scheduler is not running")
+    if not services.training_ready.is_set():
+        raise NotReady("The training process is still starting (MLOPS_WARM_START)")
     ready = {"status": "ready", "database": services.engine.dialect.name, "scheduler": "running"}
     if services.broker is not None:
         if not services.broker.reachable():

@@ -39,10 +39,12 @@ def load_demo(settings: Settings) -> str:
     return spec.name
 
 
-def _warm_up_in_background() -> None:
-    """The training stack imported and a training process started while the API starts
-    listening: the first run then starts as fast as any other (about 150 MB more in this
-    process from the start, which it would take at the first run anyway)."""
+def _warm_up_in_background(ready: threading.Event) -> None:
+    """The training stack imported and a training process started while the API starts;
+    /readyz answers 503 until then, so that the first run after a start is as fast as any
+    other. This process holds the training stack from the start (which it would load at the
+    first run anyway)."""
+    ready.clear()
 
     def warm_up() -> None:
         from app.execution import worker
@@ -51,6 +53,8 @@ def _warm_up_in_background() -> None:
             worker.warm_up()
         except Exception:
             log.exception("could not prepare a training process; the first run will start one")
+        finally:
+            ready.set()
 
     threading.Thread(target=warm_up, name="mlops-warm-up", daemon=True).start()
 
@@ -70,7 +74,8 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, root_path: st
         from app.execution import processes
 
         processes.start_forkserver()
-        _warm_up_in_background()
+        if settings.warm_start:
+            _warm_up_in_background(app.state.services.training_ready)
     uvicorn.run(
         app, host=host, port=port, log_level="info", log_config=log_config, root_path=root_path
     )

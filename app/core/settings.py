@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     http_source_max_bytes: int = 512 * 1024 * 1024
     # What a fit may map on top of its training process's own footprint; None: no cap.
     training_memory_mb: int | None = Field(default=None, ge=16)
+    # `mlops serve` (thread executor) prepares a training process before it reports ready.
+    warm_start: bool = True
     # A run whose owner stopped heartbeating for lease_s is settled at the next lease check
     # (every reconcile_s at most): within 15 s of its owner's death on another host.
     lease_s: float = Field(default=10.0, gt=0)

@@ -39,8 +39,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 StopCheck = Callable[[], Exception | None]
 
-# The estimator families most pipelines use.
-ESTIMATOR_MODULES = ("sklearn.ensemble", "sklearn.linear_model", "sklearn.tree")
+# What a training process would otherwise import at its first fit and its first artifact:
+# skops.io imports every scikit-learn estimator (~0.6 s), which covers whatever a spec names.
+WARM_MODULES = ("skops.io",)
 # Linux and macOS: children fork from a single-threaded server process that imported these
 # modules once, so a new child is ready in milliseconds and never inherits the service's
 # threads, locks or database connections (a plain fork of the service would).
@@ -53,9 +54,7 @@ PRELOAD = [
     "app.cli.main",
     "app.execution.processes",
     "app.execution.fitting",
-    # scikit-learn imports these on first use, which would cost each new training process
-    # (and so the first fit after one retires) up to a second.
-    *ESTIMATOR_MODULES,
+    *WARM_MODULES,  # imported by the forkserver once, not by each new training process
 ]
 _CONTEXT: ForkServerContext | SpawnContext
 if "forkserver" in multiprocessing.get_all_start_methods():

@@ -52,7 +52,7 @@ def warm_up() -> None:
     """Import what scoring a fitted model takes and have a training process ready, so that
     the first run after a start waits for neither (this module's own imports, the training
     stack, are done by then too)."""
-    for module in processes.ESTIMATOR_MODULES:
+    for module in processes.WARM_MODULES:  # what loading production's artifact takes
         importlib.import_module(module)
     processes.warm_up()
 
