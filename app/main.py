@@ -28,9 +28,10 @@ from app.api.webhooks import router as webhooks_router
 from app.auth import usage
 from app.auth.bootstrap import bootstrap
 from app.auth.middleware import AuthenticateFirst
-from app.core.db import SessionFactory, loop_reader, make_engine, make_session_factory
+from app.core.db import SessionFactory, make_engine, make_session_factory
 from app.core.limits import BodyLimitMiddleware, Limit, limit_by_path
 from app.core.problems import install_problem_handlers
+from app.core.readers import Readers
 from app.core.redact import redact_url_logs
 from app.core.request_id import RequestIdMiddleware
 from app.core.settings import Settings, get_settings
@@ -88,7 +89,7 @@ def build_services(settings: Settings) -> Services:
         metrics,
         requests,
         broker,
-        loop_reader(engine),
+        Readers(engine),
         _set(threading.Event()),
     )
 
@@ -150,8 +151,7 @@ def stop(services: Services) -> None:
     recovery.interrupt_owned(services.env)
     services.clock.shutdown(wait=False)
     _flush_key_usage(services)
-    if services.loop_reader is not None:
-        services.loop_reader.close()
+    services.readers.close()
     services.engine.dispose()
 
 

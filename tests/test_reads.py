@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from app.core.db import loop_reader, make_engine
+from app.core.db import make_engine
+from app.core.readers import KeptConnection
 from app.core.settings import Settings
 from app.core.time import set_clock
 from app.main import create_app
@@ -169,18 +170,15 @@ class TestReadLane:
         assert next(k for k in keys if k["name"] == "poller")["last_used_at"] is not None
 
 
-def test_the_loop_reader_reconnects_after_a_database_error(tmp_path: Any) -> None:
-    engine = make_engine(f"sqlite:///{tmp_path / 'loop.db'}")
-    reader = loop_reader(engine)
-    assert reader is not None
+def test_a_kept_connection_reconnects_after_a_database_error(tmp_path: Any) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'kept.db'}")
+    kept = KeptConnection(engine)
     with engine.begin() as connection:
         connection.execute(text("CREATE TABLE t (n INTEGER)"))
     with pytest.raises(OperationalError):
-        reader.read(lambda connection: connection.execute(text("SELECT * FROM missing")).all())
+        kept.read(lambda connection: connection.execute(text("SELECT * FROM missing")).all())
     with engine.begin() as connection:  # written after the failed read, seen by the next one
         connection.execute(text("INSERT INTO t VALUES (7)"))
-    assert reader.read(lambda connection: connection.execute(text("SELECT n FROM t")).all()) == [
-        (7,)
-    ]
-    reader.close()
+    assert kept.read(lambda connection: connection.execute(text("SELECT n FROM t")).all()) == [(7,)]
+    kept.close()
     engine.dispose()

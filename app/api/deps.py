@@ -21,8 +21,9 @@ from app.auth import service as auth
 from app.auth.middleware import STATE_KEY
 from app.auth.roles import Actor, Role
 from app.auth.usage import KeyUsage
-from app.core.db import LoopReader, SessionFactory, read_only_unit, unit_of_work
+from app.core.db import SessionFactory, read_only_unit, unit_of_work
 from app.core.errors import Forbidden
+from app.core.readers import Readers
 from app.core.settings import Settings
 from app.execution.env import Executor, WorkerEnv
 from app.executors.celery import BrokerProbe
@@ -50,8 +51,8 @@ class Services:
     requests: RequestMetrics
     # The broker, with the celery executor; None with threads.
     broker: BrokerProbe | None
-    # Short reads on the event loop's thread (api.read_lane); SQLite only, None otherwise.
-    loop_reader: LoopReader | None
+    # Where the read lane's reads run (core.readers).
+    readers: Readers
     # Cleared while `mlops serve` prepares its training process (/readyz says so).
     training_ready: threading.Event
 

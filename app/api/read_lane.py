@@ -3,8 +3,9 @@
 Dashboards and `watch mlops pipeline status` poll four reads: one run, a pipeline's status,
 one pipeline and the first page of pipelines. Through the router each pays for route
 matching over every route (twice, in FastAPI's included routers), dependency solving, and a
-key lookup and the read on two threadpool hops with two connections. Here the path is matched
-by four patterns, and the key lookup and the read share one read-only transaction on one hop.
+key lookup and the read on two threadpool hops with two pooled connections. Here the path is
+matched by four patterns, and the key lookup and the read share one kept connection, on the
+event loop with SQLite and on a reader thread with PostgreSQL (app.core.readers).
 
 The lane answers only what it is sure of: a 200 for a viewer or above, built by the very
 functions the routes call. Anything else (another method, a query string, a missing or
@@ -18,21 +19,19 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import anyio.to_thread
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.deps import Services
 from app.auth import service as auth
 from app.auth.middleware import bearer_token
 from app.auth.roles import Actor, Role
-from app.core.db import Reader, read_connection
+from app.core.db import Reader
 from app.core.errors import DomainError
 from app.pipelines import views as pipeline_views
 from app.runs import views as run_views
 from app.status.service import status_of
 
 Read = Callable[[Reader], bytes]
-THREADS = 2
 
 
 def _run(match: re.Match[str]) -> Read:
@@ -79,9 +78,6 @@ class ReadLane:
     def __init__(self, app: ASGIApp, *, api: str) -> None:
         self.app = app
         self.lanes = lanes(api)
-        # Few threads: reads are mostly interpreter work, and more threads only queue for its
-        # lock with the event loop, which then serves every request more slowly.
-        self.limiter = anyio.CapacityLimiter(THREADS)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         lane, read = self._read_for(scope)
@@ -128,14 +124,7 @@ class ReadLane:
             except DomainError:
                 return None
 
-        if services.loop_reader is not None:
-            return services.loop_reader.read(answer)
-
-        def in_thread() -> bytes | None:
-            with read_connection(services.engine) as connection:
-                return answer(connection)
-
-        return await anyio.to_thread.run_sync(in_thread, limiter=self.limiter)
+        return await services.readers.read(answer)
 
 
 def _may_read(actor: Actor) -> bool:

@@ -7,13 +7,11 @@ import weakref
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import JSON, Connection, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import Dialect
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.pool import NullPool
 from sqlalchemy.types import TypeDecorator
 
 from app.core.time import as_utc
@@ -46,7 +44,6 @@ class Base(DeclarativeBase):
 
 
 SessionFactory = Callable[[], Session]
-T = TypeVar("T")
 # What a read runs its statements on: a session, or a bare connection where the ORM's
 # per-statement work would cost more than the statement (see read_connection).
 Reader = Session | Connection
@@ -67,11 +64,12 @@ MAX_OFFSET = MAX_ID
 def make_engine(url: str) -> Engine:
     """An engine; SQLite gets WAL, a busy timeout, foreign keys and real transactions."""
     if url.startswith("sqlite"):
-        return _sqlite_engine(url)
+        return sqlite_engine(url)
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 
 
-def _sqlite_engine(url: str, **options: Any) -> Engine:
+def sqlite_engine(url: str, **options: Any) -> Engine:
+    """A SQLite engine with this module's settings (make_engine's, with other options)."""
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **options)
     _configure_sqlite(engine)
     return engine
@@ -156,56 +154,15 @@ def read_connection(engine: Engine) -> Iterator[Connection]:
     """A connection for a few reads that need no common snapshot, without the ORM session's
     per-statement cost: each statement is its own transaction (autocommit), so no BEGIN and
     ROLLBACK go with them; on SQLite a read takes no write lock."""
-    options: dict[str, Any] = (
-        {"isolation_level": "AUTOCOMMIT"}
-        if engine.dialect.name == "postgresql"
-        else SQLITE_AUTOCOMMIT
-    )
-    with engine.connect().execution_options(**options) as connection:
+    with engine.connect().execution_options(**autocommit_options(engine)) as connection:
         yield connection
 
 
-class LoopReader:
-    """SQLite only: one connection kept for short reads made on the event loop's own thread.
-
-    A read of a few indexed rows takes SQLite less time than handing it to a worker thread
-    costs, and threads contending for the interpreter lock with the loop cost more again. The
-    connection is the loop's alone, from an engine without a pool, so the loop never stands
-    still waiting for a pooled connection; in WAL mode a reader never waits for a writer.
-    Each statement commits itself (see read_connection), so every read sees the latest commit.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._connection: Connection | None = None
-
-    def read(self, work: Callable[[Connection], T]) -> T:
-        """`work` on the loop's connection (opened at the first read, again after an error)."""
-        if self._connection is None:
-            self._connection = self.engine.connect().execution_options(**SQLITE_AUTOCOMMIT)
-        connection = self._connection
-        try:
-            return work(connection)
-        except DBAPIError:
-            self.close()
-            raise
-        finally:
-            if self._connection is not None:
-                connection.rollback()  # nothing is open in SQLite; this resets SQLAlchemy's view
-
-    def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
-        self.engine.dispose()
-
-
-def loop_reader(engine: Engine) -> LoopReader | None:
-    """A LoopReader for a SQLite engine; None for a server database, whose reads wait on the
-    network and belong on worker threads."""
-    if engine.dialect.name != "sqlite":
-        return None
-    return LoopReader(_sqlite_engine(engine.url.render_as_string(), poolclass=NullPool))
+def autocommit_options(engine: Engine) -> dict[str, Any]:
+    """Execution options under which each statement is its own transaction."""
+    if engine.dialect.name == "postgresql":
+        return {"isolation_level": "AUTOCOMMIT"}
+    return dict(SQLITE_AUTOCOMMIT)
 
 
 def after_commit(session: Session, callback: Callable[[], None]) -> None:
