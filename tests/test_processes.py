@@ -198,3 +198,24 @@ def test_large_arguments_arrive_intact_call_after_call(children: Children) -> No
         # The child's write reached neither our array nor the next call's data.
         assert (values != -1.0).all()
         pd.testing.assert_frame_equal(back, frame)
+
+
+def test_warm_starts_a_child_that_the_next_call_uses(children: Children) -> None:
+    children.warm()
+    assert children.idle() == 1
+    warm_pid = children._idle[0].process.pid
+    assert children.call(os.getpid) == warm_pid
+    children.warm()  # one is idle already: nothing more starts
+    assert children.idle() == 1
+
+
+def test_a_retired_child_is_replaced_before_the_next_call(
+    children: Children, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(processes, "CALLS_PER_CHILD", 2)
+    first = {children.call(os.getpid) for _ in range(2)}  # the second call retires it
+    deadline = time.monotonic() + 30
+    while children.idle() == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert children.idle() == 1  # its successor, started without a call
+    assert children.call(os.getpid) not in first
