@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from app.core.db import unit_of_work
 from app.core.time import utcnow
@@ -116,6 +116,26 @@ def test_small_batches_count_every_run_once(client: Any) -> None:
         assert session.scalar(select(func.sum(RunRollup.runs))) == 15
         uncounted = session.scalar(select(func.count()).where(Run.rolled_up.is_(False)))
         assert uncounted == 6  # the running and queued ones
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_large_catch_up_refreshes_postgresql_statistics(
+    client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Otherwise the planner scans every run for the uncounted ones until autovacuum runs."""
+    factory = client.app.state.services.factory
+    monkeypatch.setattr(rollup, "ANALYZE_AFTER", 10)
+    monkeypatch.setattr(rollup, "_since_analyze", [0])
+    _created(client)
+    _add_runs(client, RUNS * 3)
+    last = text("SELECT last_analyze FROM pg_stat_user_tables WHERE relname = 'runs'")
+    with unit_of_work(factory) as session:
+        before = session.scalar(last)
+    assert rollup.roll_up(factory, batch=4) == 15
+    with unit_of_work(factory) as session:
+        after = session.scalar(last)
+    assert after is not None and (before is None or after > before)
 
 
 def test_concurrent_roll_ups_never_count_a_run_twice(client: Any) -> None:

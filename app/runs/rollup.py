@@ -27,6 +27,7 @@ from sqlalchemy import (
     func,
     insert,
     select,
+    text,
     union_all,
     update,
 )
@@ -37,6 +38,9 @@ from app.core.db import SessionFactory, unit_of_work
 from app.runs.models import DURATION_BUCKETS, Run, RunRollup
 from app.runs.transitions import TERMINAL
 
+# Runs counted by one tick past which the table's statistics are refreshed.
+ANALYZE_AFTER = 10_000
+_since_analyze = [0]  # runs this process counted since it last refreshed them
 BUCKET_COLUMNS = tuple(f"le_{bound:g}" for bound in DURATION_BUCKETS)
 SUMS = ("runs", "timed", "duration_sum", *BUCKET_COLUMNS)
 KEY = ("pipeline_id", "status", "trigger_kind")
@@ -142,7 +146,22 @@ def roll_up(factory: SessionFactory, *, batch: int = BATCH, budget_s: float = BU
             return counted
         counted += done
         if done < batch or time.monotonic() > deadline:
-            return counted
+            break
+    _since_analyze[0] += counted
+    if done < batch and _since_analyze[0] >= ANALYZE_AFTER:  # caught up after a large backlog
+        _refresh_statistics(factory)
+        _since_analyze[0] = 0
+    return counted
+
+
+def _refresh_statistics(factory: SessionFactory) -> None:
+    """After a large catch-up, PostgreSQL's row estimate for uncounted runs is stale until
+    autovacuum next analyzes `runs`: scrapes would scan every run instead of the small
+    partial index (at 1M runs, 328 ms a scrape instead of ~20). ANALYZE samples the table in
+    well under a second."""
+    with unit_of_work(factory) as session:
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("ANALYZE runs"))
 
 
 def _roll_up_batch(session: Session, batch: int) -> int:
