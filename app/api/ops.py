@@ -38,7 +38,8 @@ async def healthz() -> dict[str, str]:
     responses={503: {"description": "Database, scheduler, broker or training process not ready"}},
 )
 def readyz(services: ServicesDep) -> dict[str, str]:
-    """The database answers and the scheduler is running."""
+    """The database answers, the scheduler runs, and, where they apply, the broker is
+    reachable and the training process is ready."""
     try:
         readonly = services.engine.execution_options(**{READ_ONLY: True})
         with readonly.connect() as connection:

@@ -47,6 +47,7 @@ SPEC_BODY: dict[str, Any] = {
     }
 }
 Limit = Annotated[int, Query(ge=1, le=500)]
+PAGE_SIZE = 100  # the list's default page, which the read lane also serves
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
 
@@ -107,7 +108,7 @@ STALE_SPEC: dict[int | str, dict[str, Any]] = {
 async def list_pipelines(
     viewer: ViewerDep,
     services: ServicesDep,
-    limit: Limit = 100,
+    limit: Limit = PAGE_SIZE,
     offset: Offset = 0,
     include_archived: Annotated[
         bool, Query(description="Also list archived (deleted) pipelines, each with its ref")

@@ -19,9 +19,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.deps import Services
+from app.api.pipelines import PAGE_SIZE
 from app.auth import service as auth
 from app.auth.middleware import bearer_token
 from app.auth.roles import Actor, Role
@@ -51,7 +53,7 @@ def _pipeline(match: re.Match[str]) -> Read:
 
 def _first_page(match: re.Match[str]) -> Read:
     return lambda session: pipeline_views.page_json(
-        session=session, limit=100, offset=0, include_archived=False
+        session=session, limit=PAGE_SIZE, offset=0, include_archived=False
     )
 
 
@@ -110,7 +112,7 @@ class ReadLane:
 
     async def _answer(self, scope: Scope, read: Read) -> bytes | None:
         services: Services = scope["app"].state.services
-        token = _bearer(scope)
+        token = bearer_token(Headers(scope=scope).get("authorization"))
         try:
             actor = auth.without_lookup(services.settings, token)
         except DomainError:
@@ -129,10 +131,3 @@ class ReadLane:
 
 def _may_read(actor: Actor) -> bool:
     return actor.role.allows(Role.viewer)
-
-
-def _bearer(scope: Scope) -> str | None:
-    for key, value in scope["headers"]:
-        if key == b"authorization":
-            return bearer_token(value.decode("latin-1"))
-    return None

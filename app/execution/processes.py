@@ -184,9 +184,10 @@ class Children:
         with self._lock:
             if self._idle:
                 return
-        self._give_back(Child())
+        # No refill: a child that died at once would start the next, and that the next.
+        self._give_back(Child(), refill=False)
 
-    def _give_back(self, child: Child) -> None:
+    def _give_back(self, child: Child, *, refill: bool = True) -> None:
         now = time.monotonic()
         with self._lock:
             kept = child.healthy() and child.calls < CALLS_PER_CHILD
@@ -198,7 +199,7 @@ class Children:
             expired: list[Child] = []
             while len(self._idle) > 1 and now - self._idle[0].idle_since > IDLE_EXPIRY_S:
                 expired.append(self._idle.pop(0))
-            refill = not self._idle
+            refill = refill and not self._idle
         for stale in expired if kept else [*expired, child]:
             stale.close()
         if refill:  # a retired or broken child: its successor starts now, not with a run

@@ -38,7 +38,7 @@ from app.core.db import SessionFactory, unit_of_work
 from app.runs.models import DURATION_BUCKETS, Run, RunRollup
 from app.runs.transitions import TERMINAL
 
-# Runs counted by one tick past which the table's statistics are refreshed.
+# Runs counted since the last refresh past which catching up refreshes the statistics.
 ANALYZE_AFTER = 10_000
 _since_analyze = [0]  # runs this process counted since it last refreshed them
 BUCKET_COLUMNS = tuple(f"le_{bound:g}" for bound in DURATION_BUCKETS)
