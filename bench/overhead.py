@@ -177,8 +177,13 @@ def cold_and_idle(child: BareChild, service: Service, csv: Path, opts: Options) 
     return Cold(restarted, idle, opts.idle_s, bare)
 
 
+def bare_median(cmp: Comparison, cold: Cold) -> float:
+    """The bare job's median over every bare run, the ones between the cold runs included."""
+    return med([b["seconds"] for b in cmp.bare] + cold.bare)
+
+
 def print_cold(cold: Cold, cmp: Comparison) -> None:
-    bare = med([b["seconds"] for b in cmp.bare] + cold.bare)
+    bare = bare_median(cmp, cold)
     print(
         f"\n-- cold and idle: the first run after each of {len(cold.restarted)} restarts, and a "
         f"run after {cold.idle_s:g} s idle --"
@@ -337,7 +342,7 @@ def summary_rows(
 ) -> list[tuple[str, float, str, float]]:
     """(figure, value, unit, limit); a limit of 0 means the figure is for information."""
     bare = [b["seconds"] for b in cmp.bare]
-    all_bare = med(bare + cold.bare)
+    all_bare = bare_median(cmp, cold)
     server = [r.server_s for r in cmp.service]
     big = [r.bookkeeping_s * 1000 for r in [cmp.first, *cmp.service]]
     tiny = [x.bookkeeping_ms for x in lat if x.bookkeeping_ms is not None]
