@@ -181,11 +181,13 @@ def _templates(app: FastAPI) -> list[str]:
 
 
 class MlopsApp(FastAPI):
-    """FastAPI with the request id outermost: outside even the server-error handler, so a
-    500 carries X-Request-ID too (add_middleware can only add inside that handler)."""
+    """FastAPI with the request id outside even the server-error handler, so a 500 carries
+    X-Request-ID too (add_middleware can only add inside that handler), and the read lane
+    outside that: it answers its reads before any other middleware, with its own request id
+    and request metrics, and passes everything else on."""
 
     def build_middleware_stack(self) -> ASGIApp:
-        return RequestIdMiddleware(super().build_middleware_stack())
+        return ReadLane(RequestIdMiddleware(super().build_middleware_stack()), api=API)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -219,8 +221,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Added after the body limit, so it runs before it: no body is read for a caller without
     # a key.
     app.add_middleware(AuthenticateFirst, protected=f"{API}/", open_paths=WEBHOOK_PATH)
-    # Outside authentication: the lane looks the key up itself, in the read's transaction.
-    app.add_middleware(ReadLane, api=API)
     # Outermost: times every request, those refused by the middlewares above included.
     app.add_middleware(
         RecordRequests, metrics=services.requests, routes=RouteTemplates(lambda: _templates(app))

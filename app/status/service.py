@@ -32,9 +32,9 @@ _NEXT: dict[tuple[str, datetime], tuple[datetime, datetime | None]] = {}
 _NEXT_LOCK = threading.Lock()
 
 
-def status_of(*, session: Reader, name: str) -> PipelineStatus:
-    """Status is the newest run's status, or 'paused', or 'never_run'; NotFound if there is
-    no such pipeline."""
+def status_of(*, session: Reader, name: str, now: datetime | None = None) -> PipelineStatus:
+    """Status is the newest run's status, or 'paused', or 'never_run', with the next fire
+    time after `now` (the clock's time by default); NotFound if there is no such pipeline."""
     row = None
     if SLUG.fullmatch(name):
         row = session.execute(STATEMENT, {"name": name}).one_or_none()
@@ -47,7 +47,7 @@ def status_of(*, session: Reader, name: str) -> PipelineStatus:
         status, next_run = "paused", None
     else:
         status = row.newest_status or "never_run"
-        next_run = next_fire(row.name, row.spec_text, row.schedule_anchor_at, utcnow())
+        next_run = next_fire(row.name, row.spec_text, row.schedule_anchor_at, now or utcnow())
     return PipelineStatus(
         name=row.name,
         status=status,
