@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -12,8 +13,9 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
+from app.api.read_cache import Kept
 from app.core.db import make_engine
-from app.core.readers import KeptConnection
+from app.core.readers import KeptConnection, Readers
 from app.core.settings import Settings
 from app.core.time import set_clock
 from app.main import create_app
@@ -168,6 +170,109 @@ class TestReadLane:
         client.app.state.services.key_usage.flush()
         keys = client.get(f"{API}/keys").json()["items"]
         assert next(k for k in keys if k["name"] == "poller")["last_used_at"] is not None
+
+
+class TestKeptAnswers:
+    """A repeated read is answered from what was read while the database has committed
+    nothing since: any commit, by any replica or any other writer, is seen at once."""
+
+    def _run(self, client: Any) -> str:
+        client.post(f"{API}/pipelines", json=pipeline_spec())
+        run = client.post(f"{API}/pipelines/{NAME}/runs").json()
+        wait_for_run(client, run["id"])
+        return f"{API}/runs/{run['id']}"
+
+    def test_a_run_changed_in_the_database_alone_shows_at_once(
+        self, client: Any, database_url: str
+    ) -> None:
+        path = self._run(client)
+        assert client.get(path).json() == client.get(path).json()  # the second one kept
+        engine = create_engine(database_url)
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE runs SET error = 'changed by hand'"))
+        engine.dispose()
+        assert client.get(path).json()["error"] == "changed by hand"
+
+    def test_a_key_revoked_through_another_replica_is_refused_at_once(
+        self, client: Any, replica: Any
+    ) -> None:
+        path = self._run(client)
+        key = make_key(client, "viewer", "poller")
+        headers = {"Authorization": f"Bearer {key['key']}"}
+        for _ in range(3):  # looked up once, then kept with the answer
+            assert client.get(path, headers=headers).status_code == 200
+        assert replica.delete(f"{API}/keys/{key['id']}").status_code == 204
+        assert "was revoked" in assert_problem(client.get(path, headers=headers), 401)["detail"]
+
+    def test_a_kept_answer_is_for_viewers_only(self, client: Any) -> None:
+        path = self._run(client)
+        assert client.get(path).status_code == 200
+        assert_problem(client.get(path, headers={"Authorization": "Bearer nope"}), 401)
+
+    def test_answers_carry_the_request_id(self, client: Any) -> None:
+        path = self._run(client)
+        given = client.get(path, headers={"X-Request-ID": "poll-7"})
+        assert given.headers["x-request-id"] == "poll-7"
+        made = {client.get(path).headers["x-request-id"] for _ in range(3)}
+        assert len(made) == 3 and all(len(value) == 32 for value in made)
+        unsafe = client.get(path, headers={"X-Request-ID": "a b"})
+        assert unsafe.headers["x-request-id"] != "a b"
+
+
+class TestDatabaseVersion:
+    """What the kept answers are checked against: a version of the committed state."""
+
+    def test_it_changes_with_each_commit_by_another_connection(
+        self, client: Any, database_url: str
+    ) -> None:
+        readers = Readers(make_engine(database_url))
+        try:
+            before = asyncio.run(readers.version())
+            client.post(f"{API}/pipelines", json=pipeline_spec())
+            after = asyncio.run(readers.version())
+            client.post(f"{API}/pipelines/{NAME}/pause")
+            assert len({before, after, asyncio.run(readers.version())}) == 3
+        finally:
+            readers.close()
+
+    def test_it_holds_while_nothing_commits(self, tmp_path: Any) -> None:
+        # SQLite only: a PostgreSQL server's other databases commit under the tests' feet.
+        url = f"sqlite:///{tmp_path / 'version.db'}"
+        engine = create_engine(url)
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE t (n INTEGER)"))
+        readers = Readers(make_engine(url))
+        try:
+            first = asyncio.run(readers.version())
+            assert asyncio.run(readers.version()) == first
+            with engine.connect() as connection:  # reads commit nothing
+                connection.execute(text("SELECT * FROM t")).all()
+            assert asyncio.run(readers.version()) == first
+            with engine.begin() as connection:
+                connection.execute(text("INSERT INTO t VALUES (1)"))
+            assert asyncio.run(readers.version()) != first
+        finally:
+            readers.close()
+            engine.dispose()
+
+
+class TestKept:
+    def test_a_value_is_served_only_at_its_version(self) -> None:
+        kept: Kept[str] = Kept()
+        kept.put("a", 1, "one")
+        assert (kept.get("a", 1), kept.get("a", 2), kept.get("b", 1)) == ("one", None, None)
+        kept.put("b", 2, "two")  # a newer version: what was read at the old one goes
+        assert (kept.get("a", 1), kept.get("b", 2)) == (None, "two")
+
+    def test_it_stays_within_its_bounds(self) -> None:
+        kept: Kept[str] = Kept(max_entries=2, max_bytes=100)
+        kept.put("a", 1, "a")
+        kept.put("b", 1, "b")
+        kept.put("c", 1, "c")  # over the count: starts afresh
+        assert (kept.get("a", 1), kept.get("c", 1)) == (None, "c")
+        kept.put("d", 1, "d", size=60)
+        kept.put("e", 1, "e", size=60)  # over the bytes: starts afresh
+        assert (kept.get("d", 1), kept.get("e", 1)) == (None, "e")
 
 
 def test_a_kept_connection_reconnects_after_a_database_error(tmp_path: Any) -> None:
