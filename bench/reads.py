@@ -8,6 +8,13 @@ the request rate of each endpoint and of the bare one, in turns, and prints the 
 
     python bench/reads.py                         # SQLite
     python bench/reads.py --postgres postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+    python bench/reads.py --commits-per-s 200     # while another writer commits 200 times a second
+
+Repeated reads are answered from what was read while the database has committed nothing since
+(app.api.read_cache), so a quiet database shows that path; `--commits-per-s` has a writer in
+this process commit an update that many times a second throughout, so that reads made after
+a commit are read afresh, as on a busy service. The `run-cold` figure asks for runs spread over
+the whole history, each rarely asked twice: reads that find nothing kept.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +37,7 @@ if not __package__:  # run as a script: make `bench` importable from the reposit
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
+from sqlalchemy import create_engine, text
 
 from bench.harness import BenchError, _free_port
 from bench.load import encode, measure
@@ -58,6 +67,7 @@ def main() -> int:
     parser.add_argument("--clients", default="1,16", help="concurrent clients, comma-separated")
     parser.add_argument("--auth", choices=("key", "disabled"), default="key")
     parser.add_argument("--hold", type=float, default=0, help="keep serving N s (to profile)")
+    parser.add_argument("--commits-per-s", type=float, default=0, help="a writer's commit rate")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="mlops-bench-reads-"))
     url = create_pg_database(args.postgres) if args.postgres else f"sqlite:///{workdir}/bench.db"
@@ -101,28 +111,68 @@ def run(workdir: Path, url: str, args: argparse.Namespace) -> dict[str, Any]:
             _load_for(server.port, targets["status"], args.hold)
         bare_requests = [encode("/bare", "bench", None)]
         clients = [int(value) for value in args.clients.split(",")]
-        return {
-            "load_before": os.getloadavg()[0],
-            "rounds": [
-                _round(
-                    Side(server.port, server.pid),
-                    Side(bare_port, bare.pid),
-                    bare_requests,
-                    targets,
-                    clients,
-                    args.seconds,
-                )
-                for _ in range(args.repeats)
-            ],
-            "load_after": os.getloadavg()[0],
-            "pipelines": args.pipelines,
-            "runs": args.runs,
-            "auth": args.auth,
-        }
+        with Writer(url, args.commits_per_s) as writer:
+            return {
+                "load_before": os.getloadavg()[0],
+                "rounds": [
+                    _round(
+                        Side(server.port, server.pid),
+                        Side(bare_port, bare.pid),
+                        bare_requests,
+                        targets,
+                        clients,
+                        args.seconds,
+                    )
+                    for _ in range(args.repeats)
+                ],
+                "load_after": os.getloadavg()[0],
+                "pipelines": args.pipelines,
+                "runs": args.runs,
+                "auth": args.auth,
+                "commits_per_s": writer.rate(),
+            }
     finally:
         bare.terminate()
         bare.wait(timeout=15)
         server.stop()
+
+
+class Writer:
+    """Commits an update `per_second` times a second in a thread, while in its block."""
+
+    def __init__(self, url: str, per_second: float) -> None:
+        self.engine = create_engine(url)
+        self.per_second = per_second
+        self.commits = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._write, daemon=True)
+        self._started = self._stopped = time.monotonic()
+
+    def __enter__(self) -> Writer:
+        if self.per_second > 0:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._stopped = time.monotonic()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.engine.dispose()
+
+    def rate(self) -> float:
+        """Commits a second, as made."""
+        return self.commits / max(time.monotonic() - self._started, 1e-9)
+
+    def _write(self) -> None:
+        self._started = time.monotonic()
+        while not self._stop.wait(1 / self.per_second):
+            with self.engine.begin() as connection:
+                connection.execute(
+                    text("UPDATE api_keys SET last_used_at = CURRENT_TIMESTAMP WHERE name = :n"),
+                    {"n": "bench-reader"},
+                )
+            self.commits += 1
 
 
 @dataclass(frozen=True)
@@ -145,7 +195,8 @@ def _round(
         # The bare endpoint before and after the service's endpoints: its mean is the baseline.
         before = _measured(bare, bare_requests, count, seconds)
         for name, requests in targets.items():
-            measure(service.port, requests, clients=count, seconds=0.3)  # warm the path
+            if not name.endswith("-cold"):
+                measure(service.port, requests, clients=count, seconds=0.3)  # warm the path
             row.update(
                 {f"{name}{k}": v for k, v in _measured(service, requests, count, seconds).items()}
             )
@@ -177,6 +228,7 @@ def _targets(server: Server, token: str | None, args: argparse.Namespace) -> dic
         "status": [f"/api/v1/pipelines/{name}/status" for name in names],
         "run": [f"/api/v1/runs/{run_id}" for run_id in run_ids],
         "pipelines": ["/api/v1/pipelines"],
+        "run-cold": [f"/api/v1/runs/{rng.randrange(1, args.runs + 1)}" for _ in range(20_000)],
         "healthz": ["/healthz"],
     }
     for path in (paths["status"][0], paths["run"][0], paths["pipelines"][0]):
@@ -219,7 +271,8 @@ def print_result(result: dict[str, Any]) -> None:
     rounds = result["rounds"]
     print(
         f"\n{result['database']}: {result['pipelines']:,} pipelines, {result['runs']:,} runs, "
-        f"auth {result['auth']}; load average {result['load_before']:.2f} -> "
+        f"auth {result['auth']}; {result['commits_per_s']:.0f} commits/s by another writer; "
+        f"load average {result['load_before']:.2f} -> "
         f"{result['load_after']:.2f}; medians of {len(rounds)} rounds"
     )
     for count in rounds[0]:
@@ -229,7 +282,7 @@ def print_result(result: dict[str, Any]) -> None:
             f"\n  {count} client(s): bare FastAPI endpoint {bare:,.0f} req/s, "
             f"{bare_cpu:,.0f} us CPU/request"
         )
-        for name in ("status", "run", "pipelines", "healthz"):
+        for name in ("status", "run", "pipelines", "run-cold", "healthz"):
             rate = statistics.median(r[count][name] for r in rounds)
             ratio = statistics.median(r[count][name] / r[count]["bare"] for r in rounds)
             p50 = statistics.median(r[count][f"{name}_p50_ms"] for r in rounds)

@@ -35,6 +35,7 @@ from app.api.read_cache import Answer, Kept
 from app.auth import service as auth
 from app.auth.middleware import bearer_token
 from app.auth.roles import Actor, Role
+from app.core import logs
 from app.core.db import Reader
 from app.core.errors import DomainError
 from app.core.request_id import HEADER, accepted
@@ -116,7 +117,9 @@ class ReadLane:
             headers = Headers(scope=scope)
             body = await self._answer(scope, headers, read)
             if body is not None:
-                await _send_json(send, body, accepted(headers.get(HEADER)) or uuid.uuid4().hex)
+                request_id = accepted(headers.get(HEADER)) or uuid.uuid4().hex
+                with logs.bound(request_id=request_id):  # for the server's access line
+                    await _send_json(send, body, request_id)
                 services: Services = scope["app"].state.services
                 elapsed = time.perf_counter() - started
                 services.requests.record("GET", lane.template, 200, elapsed)
