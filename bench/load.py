@@ -71,10 +71,11 @@ async def _client(
 
 async def _run(port: int, requests: Sequence[bytes], clients: int, seconds: float) -> Rate:
     latencies: list[float] = []
+    spacing = max(7, len(requests) // clients)  # clients spread over the requests
     began = time.perf_counter()
     deadline = began + seconds
     counts = await asyncio.gather(
-        *(_client(port, requests, i * 7, deadline, latencies) for i in range(clients))
+        *(_client(port, requests, i * spacing, deadline, latencies) for i in range(clients))
     )
     return Rate(sum(counts), time.perf_counter() - began, latencies)
 
