@@ -3,6 +3,7 @@ moto server over HTTP); every one refuses an artifact whose bytes changed."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from sklearn.datasets import load_iris
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.tree import DecisionTreeClassifier
 from sqlalchemy import create_engine, update
 
@@ -19,7 +21,7 @@ from app.core.settings import Settings
 from app.datasources.files import load_file
 from app.execution import fitting
 from app.execution.processes import Children
-from app.registry.artifacts import BlobArtifactStore, LocalArtifactStore
+from app.registry.artifacts import BlobArtifactStore, LocalArtifactStore, skops_bytes
 from app.registry.models import ArtifactChunk
 from app.registry.stores import (
     CHUNK_BYTES,
@@ -201,3 +203,27 @@ def test_a_missing_s3_object_is_a_source_error(s3_endpoint: str, tmp_path: Path)
     source = CsvSource(kind="csv", path=f"s3://{BUCKET}/data/nope.csv")
     with pytest.raises(SourceError, match=r"Data source not found: s3://mlops-test/data/nope"):
         load_file(source, settings)
+
+
+class TestSkopsFile:
+    """Artifacts are skops files written with a compact schema; skops reads them as its own."""
+
+    def test_skops_loads_it_as_it_loads_its_own(self) -> None:
+        import skops.io
+
+        X, y = load_iris(return_X_y=True, as_frame=True)  # noqa: N806
+        model = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y)
+        ours, theirs = skops_bytes(model), skops.io.dumps(model)
+        assert len(ours) < len(theirs)  # the schema without its indentation
+        untrusted = skops.io.get_untrusted_types(data=ours)
+        assert untrusted == skops.io.get_untrusted_types(data=theirs)
+        loaded = skops.io.loads(ours, trusted=untrusted)
+        assert (loaded.predict_proba(X) == model.predict_proba(X)).all()
+
+    def test_a_saved_artifact_hashes_to_its_recorded_sha256(self, tmp_path: Path) -> None:
+        store = LocalArtifactStore(tmp_path)
+        X, y = load_iris(return_X_y=True)  # noqa: N806
+        stored = store.save("iris", 1, DecisionTreeClassifier(random_state=0).fit(X, y))
+        assert stored.sha256 == hashlib.sha256((tmp_path / stored.uri).read_bytes()).hexdigest()
+        assert stored.size == (tmp_path / stored.uri).stat().st_size
+        assert (store.load(stored.uri, stored.sha256).predict(X) == y).mean() == 1.0
