@@ -45,6 +45,7 @@ from bench.harness import (
     big_spec,
     run_in_workdir,
     run_timing,
+    service_rows,
     tiny_spec,
     trigger_and_wait,
     ts,
@@ -78,6 +79,7 @@ class Options:
     model: str
     cold: int
     idle_s: float
+    bare_rows: str  # "service": the bare script fits on the service's rows; "own": its own split
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Options:
@@ -93,6 +95,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--cold", type=int, default=3, help="restarts, each followed by a run")
     parser.add_argument("--idle-s", type=float, default=60.0, help="idle time before a run")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 repeats, 20 triggers")
+    parser.add_argument(
+        "--bare-rows",
+        choices=("service", "own"),
+        default="service",
+        help="the bare script's training rows: the service's, or train_test_split's",
+    )
     args = parser.parse_args(argv)
     repeats, triggers = (2, 20) if args.quick else (max(args.repeats, 1), max(args.triggers, 1))
     return Options(
@@ -106,6 +114,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         args.model,
         1 if args.quick else max(args.cold, 1),
         1.0 if args.quick else args.idle_s,
+        args.bare_rows,
     )
 
 
@@ -128,6 +137,12 @@ def calibrate(child: BareChild, data: Path, opts: Options) -> tuple[Path, int]:
     return csv, rows
 
 
+def measured_job(csv: Path, opts: Options) -> dict[str, Any]:
+    """The bare job the service is compared with: on the service's own rows by default."""
+    rows = service_rows(csv, opts.model) if opts.bare_rows == "service" else None
+    return bare_job(csv, opts.model, rows)
+
+
 @dataclass
 class Comparison:
     bare: list[dict[str, Any]]
@@ -137,7 +152,7 @@ class Comparison:
 
 def compare(child: BareChild, service: Service, csv: Path, opts: Options) -> Comparison:
     """Bare and service runs taken in turns, so that the machine's noise hits both alike."""
-    job = bare_job(csv, opts.model)
+    job = measured_job(csv, opts)
     child.run(job)  # warm-up, excluded
     first = run_timing(trigger_and_wait(service, BIG, BIG_POLL_S))
     result = Comparison(bare=[], first=first, service=[])
@@ -162,7 +177,7 @@ def cold_and_idle(child: BareChild, service: Service, csv: Path, opts: Options) 
     """The first run after each of `opts.cold` restarts, triggered as soon as the service
     answers /readyz, and one run after `opts.idle_s` without any; production exists for all
     of them, so they do the work of any other run."""
-    job = bare_job(csv, opts.model)
+    job = measured_job(csv, opts)
     restarted: list[RunTiming] = []
     bare: list[float] = []
     for i in range(opts.cold):
@@ -264,6 +279,14 @@ def print_header(opts: Options, rows: int, load_before: float) -> None:
         f" with 5 levels, binary {TARGET!r}), holdout {HOLDOUT} stratified, random_state 42;"
         f" rows calibrated so that the bare job takes ~{opts.target_seconds:g} s"
     )
+    if opts.bare_rows == "service":
+        print(
+            "bare rows: the service's own training and holdout rows (its row-hash split, in "
+            "the source's order), so both sides fit the same data; --bare-rows own gives the "
+            "bare script train_test_split's"
+        )
+    else:
+        print("bare rows: train_test_split's (stratified, shuffled); the service's differ")
     print("service: mlops serve, SQLite (WAL) in a fresh data dir, thread executor, auth off")
 
 

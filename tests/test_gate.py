@@ -401,9 +401,42 @@ class TestChanceLevel:
         model = estimator.fit(X, y)
         kind = "classifier" if classes else "regressor"
         shuffled = np.stack([rng.permutation(y.to_numpy()) for _ in range(5)])
-        fast = chance._scores(model, X, y.to_numpy(), shuffled, metric, kind)
+        fast = chance._scores(chance.Scored(model, X, None), y.to_numpy(), shuffled, metric, kind)
         slow = [score(model, X, pd.Series(row), metric, kind) for row in shuffled]
         np.testing.assert_allclose(fast, slow, rtol=1e-9, atol=1e-12)
+
+    @pytest.mark.parametrize("metric", ["accuracy", "roc_auc", "f1"])
+    def test_the_score_and_the_chance_level_share_one_prediction(self, metric: str) -> None:
+        from sklearn.ensemble import RandomForestClassifier
+
+        from app.training.chance import MAX_ROWS, chance_skill
+        from app.training.evaluation import PredictedOnce, score
+
+        rng = np.random.default_rng(3)
+        rows = MAX_ROWS + 500  # the chance level takes a sample of the rows
+        X = pd.DataFrame(rng.normal(size=(rows, 3)), columns=["a", "b", "c"])  # noqa: N806
+        y = pd.Series((X["a"] + rng.normal(size=rows) > 0).astype(int))
+        model = RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y)
+        calls: list[str] = []
+
+        class Counted(RandomForestClassifier):  # type: ignore[misc]
+            def predict_proba(self, X: Any) -> Any:  # noqa: N803
+                calls.append("predict_proba")
+                return super().predict_proba(X)
+
+        model.__class__ = Counted
+        alone = (
+            score(model, X, y, metric, "classifier"),
+            chance_skill(model, X, y, metric, "classifier", 0.5),
+        )
+        calls.clear()
+        once = PredictedOnce(model, X)
+        shared = (
+            score(once, X, y, metric, "classifier"),
+            chance_skill(once, X, y, metric, "classifier", 0.5),
+        )
+        assert shared == alone
+        assert calls == ["predict_proba"]  # a forest's predict is its predict_proba's argmax
 
     def test_a_lucky_draw_on_a_small_holdout_is_within_chance(self) -> None:
         from app.spec.schema import Evaluation

@@ -39,7 +39,15 @@ from app.spec.estimators import EstimatorKind, resolve_estimator
 from app.spec.schema import PipelineSpec
 from app.training.baseline import no_skill_baseline
 from app.training.chance import chance_skill
-from app.training.evaluation import Baseline, GateDecision, candidate_gate, gate, score, skill
+from app.training.evaluation import (
+    Baseline,
+    GateDecision,
+    PredictedOnce,
+    candidate_gate,
+    gate,
+    score,
+    skill,
+)
 from app.training.fingerprint import DataFingerprint, RowHashes, fingerprint, row_hashes
 from app.training.holdout import Holdout, split_holdout
 from app.training.reference import reference_profile
@@ -150,13 +158,13 @@ def _fit_and_store(state: RunState, env: WorkerEnv, version: int) -> None:
     )
     with processes.reserved() as child:
         state.trained = child.call(fitting.fit, fit_args, stop)
-        state.candidate = compute.submit(
-            score, state.trained.model, h.X_test, h.y_test, metric, state.kind
-        )
+        # Both scorers need the candidate's holdout predictions: they are made once.
+        predicted = PredictedOnce(state.trained.model, h.X_test)
+        state.candidate = compute.submit(score, predicted, h.X_test, h.y_test, metric, state.kind)
         assert state.baseline is not None
         no_skill = state.baseline.result().value
         state.chance = compute.submit(
-            chance_skill, state.trained.model, h.X_test, h.y_test, metric, state.kind, no_skill
+            chance_skill, predicted, h.X_test, h.y_test, metric, state.kind, no_skill
         )
         # The artifact is written outside a transaction; one active run per pipeline keeps
         # the version number ours, and the unique (pipeline, version) constraint would

@@ -9,6 +9,7 @@ per call, without their per-call checks: 200 calls to them cost seconds).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,37 +35,52 @@ def chance_skill(
 ) -> float | None:
     """The skill the model's predictions reach against shuffled labels one time in 100."""
     rng = np.random.default_rng(0)  # the same data always gets the same verdict
+    rows = None
     if len(y_test) > MAX_ROWS:
         rows = np.sort(rng.choice(len(y_test), MAX_ROWS, replace=False))
-        X_test, y_test = X_test.iloc[rows], y_test.iloc[rows]  # noqa: N806
-    labels = y_test.to_numpy()
+    labels = y_test.to_numpy() if rows is None else y_test.to_numpy()[rows]
     shuffled = np.stack([rng.permutation(labels) for _ in range(DRAWS)])
     try:
-        scores = _scores(model, X_test, labels, shuffled, metric, kind)
+        scores = _scores(Scored(model, X_test, rows), labels, shuffled, metric, kind)
     except (EvaluationError, ValueError):
         return None  # a metric that cannot be computed here has no chance level either
     skills = [s for s in (skill(float(v), baseline, metric) for v in scores) if s is not None]
     return float(np.quantile(skills, 0.99)) if skills else None
 
 
+@dataclass(frozen=True)
+class Scored:
+    """The model and the whole holdout, and the rows of it scored here (None: all).
+
+    Predictions are made on the whole holdout and then taken at the rows, so that a model
+    that remembers them (PredictedOnce) makes them once for the score and for this."""
+
+    model: Any
+    X: pd.DataFrame
+    rows: Matrix | None
+
+    def taken(self, values: Any) -> Matrix:
+        array = np.asarray(values)
+        return array if self.rows is None else array[self.rows]
+
+    def frame(self) -> pd.DataFrame:
+        return self.X if self.rows is None else self.X.iloc[self.rows]
+
+
 def _scores(
-    model: Any,
-    X: pd.DataFrame,  # noqa: N803
-    labels: Matrix,
-    shuffled: Matrix,
-    metric: str,
-    kind: EstimatorKind,
+    holdout: Scored, labels: Matrix, shuffled: Matrix, metric: str, kind: EstimatorKind
 ) -> Matrix:
+    model = holdout.model
     if kind == "regressor":
-        return _regression(np.asarray(model.predict(X), dtype=float), shuffled, metric)
+        return _regression(holdout.taken(model.predict(holdout.X)).astype(float), shuffled, metric)
     classes = sorted(set(np.asarray(model.classes_).tolist()) | set(labels.tolist()))
     if metric == "roc_auc":
         if len(classes) != 2:
-            return _with_sklearn(model, X, shuffled, metric, kind)
+            return _with_sklearn(model, holdout.frame(), shuffled, metric, kind)
         positive = classes[-1]
-        ranks = pd.Series(_positive_scores(model, X, positive)).rank().to_numpy()
-        return _auc(ranks, shuffled == positive)
-    predicted = np.asarray(model.predict(X))
+        ranks = pd.Series(holdout.taken(_positive_scores(model, holdout.X, positive))).rank()
+        return _auc(ranks.to_numpy(), shuffled == positive)
+    predicted = holdout.taken(model.predict(holdout.X))
     if metric == "accuracy":
         return np.asarray((shuffled == predicted[None, :]).mean(axis=1))
     return _label_metric(predicted, shuffled, metric, classes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,34 @@ from app.training.errors import EvaluationError
 # rounding noise such as 0.83 - 0.80 == 0.02999...
 TOLERANCE = 1e-12
 _LABEL_METRICS = {"f1": f1_score, "precision": precision_score, "recall": recall_score}
+_PREDICTIONS = frozenset({"predict", "predict_proba", "decision_function"})
+
+
+class PredictedOnce:
+    """A fitted model whose predictions on one holdout are made once, however many scorers
+    ask (the candidate's score and its chance level both do, from two threads): for a
+    forest they are most of what scoring costs. Anything else is the model's own."""
+
+    def __init__(self, model: Any, X: pd.DataFrame) -> None:  # noqa: N803 (sklearn's X)
+        self._model = model
+        self._X = X
+        self._made: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._model, name)  # AttributeError as the model raises it
+        if name not in _PREDICTIONS:
+            return found
+
+        def once(X: pd.DataFrame) -> Any:  # noqa: N803
+            if X is not self._X:
+                return found(X)
+            with self._lock:
+                if name not in self._made:
+                    self._made[name] = found(X)
+                return self._made[name]
+
+        return once
 
 
 @dataclass(frozen=True)
