@@ -17,10 +17,11 @@ import os
 import tempfile
 import zipfile
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from app.core.errors import ArtifactError
 
@@ -102,13 +103,18 @@ class BlobArtifactStore(ABC):
 
     def save(self, pipeline: str, version: int, model: Any) -> StoredArtifact:
         """Serialise and store; the sha256 is of the bytes stored."""
-        data = skops_bytes(model)
         uri = f"{pipeline}/v{version}.skops"
+        sha256, size = self.write_model(uri, model)
+        return StoredArtifact(uri=uri, sha256=sha256, size=size)
+
+    def write_model(self, uri: str, model: Any) -> tuple[str, int]:
+        """Store `model`'s skops file under `uri`; its sha256 and size."""
+        data = skops_bytes(model)
         # Hashed while they are written: both release the interpreter lock on large buffers.
         with ThreadPoolExecutor(1, thread_name_prefix="mlops-sha256") as hashing:
             digest = hashing.submit(lambda: hashlib.sha256(data).hexdigest())
             self.write(uri, data)
-            return StoredArtifact(uri=uri, sha256=digest.result(), size=len(data))
+            return digest.result(), len(data)
 
     def read_verified(self, uri: str, sha256: str) -> bytes:
         """The artifact's bytes, refused unless they hash to `sha256`."""
@@ -161,14 +167,31 @@ class LocalArtifactStore(BlobArtifactStore):
 
     def write(self, uri: str, data: bytes) -> None:
         """Write to a temporary file, then rename it over the target."""
+        self._replace(uri, lambda handle: handle.write(data))
+
+    def write_model(self, uri: str, model: Any) -> tuple[str, int]:
+        """The skops file written straight into its file: no copy of it in memory (for a
+        forest, growing and copying that buffer costs as much as the writing)."""
+        written = self._replace(uri, lambda handle: write_skops(model, handle))
+        with written.open("rb") as handle:  # read back from the page cache
+            sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+        return sha256, written.stat().st_size
+
+    def _replace(self, uri: str, fill: Callable[[BinaryIO], object]) -> Path:
+        """Fill a temporary file, make it durable, then rename it over the target."""
         target = self.path(uri)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                fill(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         Path(tmp).replace(target)
+        return target
 
     def read(self, uri: str) -> bytes:
         """The file's bytes."""
@@ -193,24 +216,29 @@ class LocalArtifactStore(BlobArtifactStore):
 
 
 def skops_bytes(model: Any) -> bytes:
-    """`model` as skops.io.dumps writes it, but with the schema's JSON written compactly.
+    """`model` as a skops file (write_skops), in memory."""
+    buffer = io.BytesIO()
+    write_skops(model, buffer)
+    return buffer.getvalue()
 
-    skops indents that JSON, which sends it through Python's pure-Python encoder: for a
-    forest, with a schema entry per array of every tree, that is most of the time the file
-    takes to make (30 of 40 ms for 20 trees). The file is the same otherwise, and skops
+
+def write_skops(model: Any, file: BinaryIO) -> None:
+    """Write `model` to `file` as skops.io.dumps would, but with a compact schema.
+
+    skops indents the schema's JSON, which sends it through Python's pure-Python encoder:
+    for a forest, with a schema entry per array of every tree, that is most of the time the
+    file takes to make (30 of 40 ms for 20 trees). The file is the same otherwise, and skops
     reads either alike (tests/test_artifact_stores.py compares the two)."""
     import skops
     from skops.io._utils import SaveContext, get_state  # the two steps of skops.io.dumps
 
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as zip_file:
+    with zipfile.ZipFile(file, "w", compression=zipfile.ZIP_STORED) as zip_file:
         context = SaveContext(zip_file=zip_file)
         state = get_state(model, context)
         context.clear_memo()
         state["protocol"] = context.protocol
         state["_skops_version"] = skops.__version__
         zip_file.writestr("schema.json", json.dumps(state, separators=(",", ":")))
-    return buffer.getvalue()
 
 
 def _skops() -> Any:
