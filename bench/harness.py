@@ -95,7 +95,8 @@ def service_rows(csv: Path, model: str) -> Path:
     The service splits by row hash and keeps the source's order; train_test_split draws
     other rows in another order. A forest's fit time depends on which rows it gets (20 trees
     on this data: about 7 % apart between the two splits, in one process), so the bare
-    script fits on the very rows the service does, and the ratio compares like with like.
+    script, after its own train_test_split, fits and scores on the very rows the service
+    does, and the ratio compares like with like.
     """
     from app.core.settings import Settings
     from app.datasources.files import load_file

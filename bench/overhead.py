@@ -281,9 +281,9 @@ def print_header(opts: Options, rows: int, load_before: float) -> None:
     )
     if opts.bare_rows == "service":
         print(
-            "bare rows: the service's own training and holdout rows (its row-hash split, in "
-            "the source's order), so both sides fit the same data; --bare-rows own gives the "
-            "bare script train_test_split's"
+            "bare rows: the bare script splits with train_test_split (timed), then fits and "
+            "scores on the service's own training and holdout rows (its row-hash split, in the "
+            "source's order), so both sides fit the same data; --bare-rows own: on its own"
         )
     else:
         print("bare rows: train_test_split's (stratified, shuffled); the service's differ")
