@@ -170,31 +170,47 @@ class Cold:
     restarted: list[RunTiming]  # each the first run after a restart of the service
     idle: RunTiming  # after idle_s without a run
     idle_s: float
-    bare: list[float]  # bare runs taken between them
+    bare: list[float]  # the bare job after the same pauses: one per restart, then the idle one
 
 
 def cold_and_idle(child: BareChild, service: Service, csv: Path, opts: Options) -> Cold:
     """The first run after each of `opts.cold` restarts, triggered as soon as the service
     answers /readyz, and one run after `opts.idle_s` without any; production exists for all
-    of them, so they do the work of any other run."""
+    of them, so they do the work of any other run.
+
+    A machine that has been idle runs the next job slower whatever runs it (a plain process
+    fitting after 20 s asleep: 5-10 % here, caches and clocks gone cold), so each of these
+    runs is paired with a bare run after the same pause: as long as the restart took to
+    answer, or idle_s."""
     job = measured_job(csv, opts)
     restarted: list[RunTiming] = []
     bare: list[float] = []
     for i in range(opts.cold):
+        began = time.monotonic()
         service.restart()
+        pause = time.monotonic() - began
         restarted.append(run_timing(trigger_and_wait(service, BIG, BIG_POLL_S)))
+        time.sleep(pause)
         bare.append(child.run(job)["seconds"])
-        print(f"  restart {i + 1}/{opts.cold}", flush=True)
-    print(f"  idle for {opts.idle_s:g} s ...", flush=True)
+        print(f"  restart {i + 1}/{opts.cold} (ready after {pause:.1f} s)", flush=True)
+    print(f"  idle for {opts.idle_s:g} s, then the same for the bare script ...", flush=True)
     time.sleep(opts.idle_s)
     idle = run_timing(trigger_and_wait(service, BIG, BIG_POLL_S))
+    time.sleep(opts.idle_s)
     bare.append(child.run(job)["seconds"])
     return Cold(restarted, idle, opts.idle_s, bare)
 
 
 def bare_median(cmp: Comparison, cold: Cold) -> float:
-    """The bare job's median over every bare run, the ones between the cold runs included."""
-    return med([b["seconds"] for b in cmp.bare] + cold.bare)
+    """The bare job's median over the warm runs."""
+    return med([b["seconds"] for b in cmp.bare])
+
+
+def paused_ratios(cold: Cold) -> tuple[float, float]:
+    """The first runs after a restart and the run after idle, each over the bare job after
+    the same pause (medians of the pairs)."""
+    restarts = [r.server_s / b for r, b in zip(cold.restarted, cold.bare, strict=False)]
+    return med(restarts), cold.idle.server_s / cold.bare[-1]
 
 
 def print_cold(cold: Cold, cmp: Comparison) -> None:
@@ -203,17 +219,35 @@ def print_cold(cold: Cold, cmp: Comparison) -> None:
         f"\n-- cold and idle: the first run after each of {len(cold.restarted)} restarts, and a "
         f"run after {cold.idle_s:g} s idle --"
     )
-    print(f"  {'':<46}{'median':>11}{'min':>8}{'max':>8}   ratio to the bare median")
+    print(f"  {'':<46}{'median':>11}{'min':>8}{'max':>8}   ratio to the warm bare median")
+    restarts, idle = cold.bare[: len(cold.restarted)], cold.bare[-1:]
     for label, values in (
         ("first run after a restart", [r.server_s for r in cold.restarted]),
+        ("  bare job after the same pause", restarts),
         (f"run after {cold.idle_s:g} s idle", [cold.idle.server_s]),
+        (f"  bare job after {cold.idle_s:g} s idle", idle),
         ("warm runs (above)", [r.server_s for r in cmp.service]),
     ):
         low, high = min(values) * 1000, max(values) * 1000
         print(f"  {label:<46}{ms(med(values))}{low:8.0f}{high:8.0f}   {med(values) / bare:.3f}")
+    after_restart, after_idle = paused_ratios(cold)
+    print(
+        f"  service over the bare job after the same pause: {after_restart:.3f} after a restart "
+        f"(median of pairs), {after_idle:.3f} after idle"
+    )
     train = med([r.steps.get("train", 0.0) for r in cold.restarted])
     fit = med([r.fit_s or 0.0 for r in cold.restarted])
     print(f"  after a restart: train step {ms(train)}, of which the fit {ms(fit)}")
+    print("  steps (ms)            " + "".join(f"{name:>11}" for name in STEP_NAMES))
+    for label, runs in (
+        ("after a restart", cold.restarted),
+        ("after idle", [cold.idle]),
+        ("warm (median)", cmp.service),
+    ):
+        cells = "".join(
+            f"{med([r.steps.get(n, 0.0) for r in runs]) * 1000:11.1f}" for n in STEP_NAMES
+        )
+        print(f"  {label:<22}{cells}")
 
 
 @dataclass(frozen=True)
@@ -372,15 +406,13 @@ def summary_rows(
     client = [x.client_ms for x in lat]
     paired = [s / b for s, b in zip(server, bare, strict=True)]
     gated = [b["seconds"] + b["phases"]["score_production"] for b in cmp.bare]
+    restart_vs_warm = med([r.server_s for r in cold.restarted]) / all_bare
     return [
         ("ratio service/bare, medians", med(server) / med(bare), "", 1.05),
-        (
-            "ratio, first run after a restart",
-            med([r.server_s for r in cold.restarted]) / all_bare,
-            "",
-            1.05,
-        ),
-        (f"ratio, run after {cold.idle_s:g} s idle", cold.idle.server_s / all_bare, "", 1.05),
+        ("ratio, first run after a restart", paused_ratios(cold)[0], "", 1.05),
+        ("  the same, over the warm bare median", restart_vs_warm, "", 0),
+        (f"ratio, run after {cold.idle_s:g} s idle", paused_ratios(cold)[1], "", 1.05),
+        ("  the same, over the warm bare median", cold.idle.server_s / all_bare, "", 0),
         ("  ratio vs bare + scoring production", med(server) / med(gated), "", 1.05),
         ("  ratio of the minimums", min(server) / min(bare), "", 0),
         ("  median of the paired ratios", med(paired), "", 0),
