@@ -26,7 +26,7 @@ if not __package__:  # run as a script: make `bench` importable from the reposit
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, select, text
 
 from app.pipelines.models import Pipeline
 from app.runs.models import Run
@@ -63,6 +63,7 @@ def measure(runs: int, args: argparse.Namespace) -> dict[str, Any]:
     try:
         seeded = seed(url, pipelines_count=args.pipelines, runs=runs, steps=False)
         old_ms = None if args.skip_old else old_scrape_ms(url)
+        analyzed_before = analyze_count(url)
         server = Server(workdir, database_url=url)
         server.start()
         try:
@@ -73,7 +74,7 @@ def measure(runs: int, args: argparse.Namespace) -> dict[str, Any]:
                 "seed_s": round(seeded.seconds, 1),
                 "load_before": os.getloadavg()[0],
                 "old_scrape_ms": old_ms,
-                **scrape_figures(server, url, args.scrapes),
+                **scrape_figures(server, url, args.scrapes, analyzed_before),
                 "load_after": os.getloadavg()[0],
             }
         finally:
@@ -83,11 +84,18 @@ def measure(runs: int, args: argparse.Namespace) -> dict[str, Any]:
             drop_pg_database(args.postgres, url)
 
 
-def scrape_figures(server: Server, url: str, scrapes: int) -> dict[str, Any]:
+def scrape_figures(
+    server: Server, url: str, scrapes: int, analyzed_before: int | None
+) -> dict[str, Any]:
     with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=600) as client:
         # Before the first roll-up tick (10 s after start): every run is aggregated live.
         unrolled = [_timed(client, "/metrics") for _ in range(3)]
         caught_up_s = wait_rolled_up(url)
+        # Right after a catch-up on PostgreSQL, the roll-up refreshes the table's statistics
+        # (app.runs.rollup): until then the planner may scan every run. Those scrapes are
+        # timed apart, then the steady ones once the refresh is done.
+        settling = [_timed(client, "/metrics") for _ in range(3)]
+        analyzed_s = wait_analyzed(url, analyzed_before)
         healthz, metrics = [], []
         for _ in range(5):
             _timed(client, "/healthz"), _timed(client, "/metrics")  # warm
@@ -95,14 +103,69 @@ def scrape_figures(server: Server, url: str, scrapes: int) -> dict[str, Any]:
             healthz.append(_timed(client, "/healthz"))
             metrics.append(_timed(client, "/metrics"))
         size = len(client.get("/metrics").content)
+        # This machine's PostgreSQL runs with autovacuum off; with it on (PostgreSQL's
+        # default) the dead index entries the roll-up's updates leave are vacuumed away.
+        vacuumed = _vacuumed_scrapes(client, url, scrapes)
     return {
         "unrolled_scrape_ms": round(statistics.median(unrolled), 1),
         "rollup_catch_up_s": round(caught_up_s, 1),
+        "scrapes_right_after_catch_up_ms": [round(v, 1) for v in settling],
+        "statistics_refreshed_after_s": None if analyzed_s is None else round(analyzed_s, 1),
         "scrape_ms_median": round(statistics.median(metrics), 2),
         "scrape_ms_p90": round(_p90(metrics), 2),
         "healthz_ms_median": round(statistics.median(healthz), 2),
         "exposition_bytes": size,
+        **vacuumed,
     }
+
+
+def _vacuumed_scrapes(client: httpx.Client, url: str, scrapes: int) -> dict[str, Any]:
+    """Scrapes after `VACUUM runs`, as autovacuum would run it (PostgreSQL only)."""
+    if not url.startswith("postgresql"):
+        return {}
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("VACUUM runs"))
+    finally:
+        engine.dispose()
+    metrics = [_timed(client, "/metrics") for _ in range(scrapes)]
+    return {
+        "vacuumed_scrape_ms_median": round(statistics.median(metrics), 2),
+        "vacuumed_scrape_ms_p90": round(_p90(metrics), 2),
+    }
+
+
+ANALYZED = text("SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'runs'")
+
+
+def analyze_count(url: str) -> int | None:
+    """How many times `runs` has been analyzed on request (None: SQLite)."""
+    if not url.startswith("postgresql"):
+        return None
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            return int(connection.scalar(ANALYZED) or 0)
+    finally:
+        engine.dispose()
+
+
+def wait_analyzed(url: str, before: int | None, timeout_s: float = 120) -> float | None:
+    """Seconds until `runs` has been analyzed again since `before` (None: SQLite)."""
+    if before is None:
+        return None
+    engine = create_engine(url)
+    began = time.perf_counter()
+    try:
+        while time.perf_counter() - began < timeout_s:
+            with engine.connect() as connection:
+                if int(connection.scalar(ANALYZED) or 0) > before:
+                    return time.perf_counter() - began
+            time.sleep(0.2)
+    finally:
+        engine.dispose()
+    raise BenchError(f"the statistics of runs were not refreshed within {timeout_s:g} s")
 
 
 def _timed(client: httpx.Client, path: str) -> float:
@@ -147,9 +210,17 @@ def print_result(result: dict[str, Any]) -> None:
         f"  /healthz, same run:      median {result['healthz_ms_median']} ms\n"
         f"  /metrics before roll-up: {result['unrolled_scrape_ms']} ms (aggregate over every run)\n"
         f"  roll-up catch-up:        {result['rollup_catch_up_s']} s\n"
+        f"  scrapes right after the catch-up: {result['scrapes_right_after_catch_up_ms']} ms; "
+        f"statistics refreshed {result['statistics_refreshed_after_s']} s later\n"
         f"  previous release's scrape work (load every finished run): "
         f"{result['old_scrape_ms']} ms\n"
         f"  exposition: {result['exposition_bytes']:,} bytes"
+        + (
+            f"\n  /metrics after VACUUM runs (autovacuum is off here): median "
+            f"{result['vacuumed_scrape_ms_median']} ms, p90 {result['vacuumed_scrape_ms_p90']} ms"
+            if "vacuumed_scrape_ms_median" in result
+            else ""
+        )
     )
 
 
