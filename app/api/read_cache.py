@@ -1,10 +1,11 @@
 """The read lane's answers, kept while the database has committed nothing since.
 
-Each answer is kept with the database version it was read at (`Readers.version`) and is
-served again only while the version read at the start of a later request is still the same:
-no connection, process or replica has committed anything in between, so reading afresh
-would give the very same rows. An answer is kept only when the version after the read
-equals the one before it, so its rows all come from that one committed state.
+Each answer is kept with the database version read at the start of its request
+(`Readers.version`) and is served again only while the version read at the start of a later
+request is still the same: no connection, process or replica has committed anything in
+between, so reading afresh would give the very same rows. A version never comes back once
+the database has moved on, so an answer whose read saw a commit made after its version was
+taken is kept under a version no later request will find: it is never served.
 
 One part of an answer depends on the clock as well: a status's next fire time. Such an
 answer is kept only until that time, after which the status is read afresh.

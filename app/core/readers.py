@@ -14,7 +14,7 @@ the interpreter lock, which then serves every request more slowly.
 Every statement commits itself (autocommit), so each read sees the latest commit, whichever
 replica made it. A connection that fails is closed and opened afresh for the next read.
 
-`Readers.version(connection)` names the database's committed state, so that a reader can tell
+`Readers.version()` names the database's committed state, so that a reader can tell
 whether anything has been committed since an earlier read, by any connection, process or
 replica: equal versions mean no commit in between.
 
