@@ -18,12 +18,18 @@ PRINTABLE_ASCII = r"^[\x20-\x7e]*$"
 # or an invisible character would silently make a second name that looks like the first.
 IDENTIFIER = r"^[\x21-\x7e](?:[\x20-\x7e]{0,62}[\x21-\x7e])?$"
 HTTP_URL = r"^https?://"
+# What no URL holds: control characters and white space. Spelled out, because `\s` is three
+# different sets in Python's re, in pydantic's Rust engine and in the ECMA-262 patterns that
+# OpenAPI clients check with (they part on U+0085, U+FEFF and U+001C-U+001F).
+NOT_IN_URL = r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 # An http(s) URL naming a host (a name or IPv4 address in ASCII; IDNA names as punycode),
 # optionally a port, path, query: a pattern clients can check too.
 HTTP_URL_WITH_HOST = (
-    r"^https?://(?:[^/?#@\[\]\s]*@)?[A-Za-z0-9._~%!$&'()*+,;=-]+"
-    r"(?::[0-9]{0,5})?(?:[/?#][^\s]*)?$"
+    rf"^https?://(?:[^/?#@\[\]{NOT_IN_URL}]*@)?[A-Za-z0-9._~%!$&'()*+,;=-]+"
+    rf"(?::[0-9]{{0,5}})?(?:[/?#][^{NOT_IN_URL}]*)?$"
 )
+# Any http(s) URL, the scheme in any case, for targets MLOPS_HTTP_URL_ALLOW checks further.
+ANY_HTTP_URL = rf"^[hH][tT][tT][pP][sS]?://[^{NOT_IN_URL}]+$"
 # What a pattern means, for error messages ("String should match pattern '^[^\x00]*$'"
 # tells a person little).
 PATTERN_HINTS = {
@@ -32,6 +38,7 @@ PATTERN_HINTS = {
     IDENTIFIER: "must be 1-64 printable ASCII characters, without a space at either end",
     HTTP_URL: "must be an http:// or https:// URL",
     HTTP_URL_WITH_HOST: "must be an http:// or https:// URL naming a host (no IPv6 literal)",
+    ANY_HTTP_URL: "must be an http:// or https:// URL without white space or control characters",
 }
 
 

@@ -5,6 +5,7 @@ from typing import Annotated, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.time import Timestamp
+from app.core.untrusted import ANY_HTTP_URL
 from app.spec.schema import SLUG
 
 EventName = Literal[
@@ -29,8 +30,8 @@ class SubscriptionCreate(BaseModel):
     url: str = Field(
         min_length=1,
         max_length=2048,
-        # No white space and no NUL (which no database column can hold).
-        pattern=r"^[hH][tT][tT][pP][sS]?://[^\s\x00]+$",
+        # No white space, and no NUL (which no database column can hold).
+        pattern=ANY_HTTP_URL,
         description="http(s) URL that receives the events (must match MLOPS_HTTP_URL_ALLOW)",
     )
     events: list[EventType] = Field(
