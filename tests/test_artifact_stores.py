@@ -146,14 +146,16 @@ def test_a_training_process_writes_to_the_store(
             "model": {"estimator": "sklearn.tree.DecisionTreeClassifier"},
         }
     )
+    task = fitting.Task(spec, "classifier", ("sklearn.",), None, store, "iris", 2)
     children = Children()
     try:
         with children.reserved() as child:
-            trained = child.call(fitting.fit, (spec, X, Y, ("sklearn.",)), None)
-            stored = child.call(fitting.store_fitted, (store, "iris", 2), None)
+            child.call(fitting.fit, (task, X, Y, X, Y), None)
+            stored = child.call(fitting.stored, (), None)
+            model = child.call(fitting.take_model, (), None)
     finally:
         children.close()
-    assert (store.load(stored.uri, stored.sha256).predict(X) == trained.model.predict(X)).all()
+    assert (store.load(stored.uri, stored.sha256).predict(X) == model.predict(X)).all()
 
 
 @pytest.mark.parametrize("size", [0, CHUNK_BYTES - 1, CHUNK_BYTES, 2 * CHUNK_BYTES + 7])

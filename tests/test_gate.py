@@ -4,6 +4,7 @@ real concept drift still is, and production that cannot be scored is never "no p
 from __future__ import annotations
 
 import hashlib
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -430,13 +431,32 @@ class TestChanceLevel:
             chance_skill(model, X, y, metric, "classifier", 0.5),
         )
         calls.clear()
+        # The training process scores the candidate; the service, which has only what was
+        # predicted (pickled across), computes the chance level from it.
         once = PredictedOnce(model, X)
-        shared = (
-            score(once, X, y, metric, "classifier"),
-            chance_skill(once, X, y, metric, "classifier", 0.5),
-        )
-        assert shared == alone
+        candidate = score(once, X, y, metric, "classifier")
+        recorded = pickle.loads(pickle.dumps(once.recorded()))
+        assert (candidate, chance_skill(recorded, X, y, metric, "classifier", 0.5)) == alone
         assert calls == ["predict_proba"]  # a forest's predict is its predict_proba's argmax
+
+    def test_recorded_predictions_answer_only_for_their_rows(self) -> None:
+        from sklearn.svm import SVC
+
+        from app.training.errors import EvaluationError
+        from app.training.evaluation import PredictedOnce
+
+        X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]})  # noqa: N806
+        model = SVC().fit(X, [0, 0, 0, 1, 1, 1])  # no predict_proba without probability=True
+        once = PredictedOnce(model, X)
+        once.predict(X)
+        recorded = pickle.loads(pickle.dumps(once.recorded()))
+        assert list(recorded.classes_) == [0, 1]
+        assert list(recorded.predict(X)) == [0, 0, 0, 1, 1, 1]
+        assert not hasattr(recorded, "predict_proba")
+        with pytest.raises(EvaluationError, match="did not record predict for these rows"):
+            recorded.predict(X.iloc[1:])
+        with pytest.raises(EvaluationError, match="did not record decision_function"):
+            recorded.decision_function(X)
 
     def test_a_lucky_draw_on_a_small_holdout_is_within_chance(self) -> None:
         from app.spec.schema import Evaluation

@@ -122,10 +122,7 @@ def test_idle_children_are_capped_and_reused(children: Children) -> None:
     assert again <= pids and children.idle() == processes.IDLE_CHILDREN
 
 
-def test_a_reserved_child_keeps_its_fit_for_the_artifact(
-    children: Children, tmp_path: Path
-) -> None:
-    frame = load_iris(as_frame=True).frame
+def iris_task(store: LocalArtifactStore, version: int = 1) -> fitting.Task:
     spec = PipelineSpec.model_validate(
         {
             "name": "iris",
@@ -134,17 +131,42 @@ def test_a_reserved_child_keeps_its_fit_for_the_artifact(
             "model": {"estimator": "sklearn.tree.DecisionTreeClassifier"},
         }
     )
-    store = LocalArtifactStore(tmp_path)
+    return fitting.Task(spec, "classifier", ("sklearn.",), None, store, "iris", version)
+
+
+def test_a_candidate_is_scored_stored_and_served_as_one_model(
+    children: Children, tmp_path: Path
+) -> None:
+    frame = load_iris(as_frame=True).frame.sample(frac=1.0, random_state=0)
     X, y = frame.drop(columns="target"), frame["target"]  # noqa: N806
+    train, test = slice(0, 100), slice(100, None)
+    store = LocalArtifactStore(tmp_path)
     with children.reserved() as child:
-        trained = child.call(fitting.fit, (spec, X, y, ("sklearn.",)), None)
-        stored = child.call(fitting.store_fitted, (store, "iris", 1), None)
-    # The artifact holds the very model that came back: same predictions after a load.
+        args = (iris_task(store), X[train], y[train], X[test], y[test])
+        candidate = child.call(fitting.fit, args, None)
+        stored = child.call(fitting.stored, (), None)
+        model = child.call(fitting.take_model, (), None)
+        # Taken: the child holds no candidate any more, and says so instead of writing another.
+        with pytest.raises(RuntimeError, match="holds no fitted candidate"):
+            child.call(fitting.stored, (), None)
+    # The score, the artifact and the served model are all the one fitted in the child.
+    assert candidate.score == model.score(X[test], y[test])
     loaded = store.load(stored.uri, stored.sha256)
-    assert (loaded.predict(X) == trained.model.predict(X)).all()
-    # A child that fitted nothing says so instead of writing something else.
-    with pytest.raises(RuntimeError, match="holds no fitted model"):
-        children.call(fitting.store_fitted, store, "iris", 2)
+    assert (loaded.predict(X) == model.predict(X)).all()
+    assert (candidate.predictions.predict(X[test]) == model.predict(X[test])).all()
+
+
+def test_a_candidate_nobody_takes_is_forgotten(children: Children, tmp_path: Path) -> None:
+    frame = load_iris(as_frame=True).frame
+    X, y = frame.drop(columns="target"), frame["target"]  # noqa: N806
+    store = LocalArtifactStore(tmp_path)
+    with children.reserved() as child:
+        child.call(fitting.fit, (iris_task(store, 3), X, y, X, y), None)
+        child.call(fitting.forget, (), None)
+        with pytest.raises(RuntimeError, match="holds no fitted candidate"):
+            child.call(fitting.take_model, (), None)
+    # Forgetting waits for the artifact: a later fit never races an earlier write.
+    assert (tmp_path / "iris" / "v3.skops").is_file()
 
 
 def allocate_under_cap(megabytes: int, cap_mb: int) -> tuple[str, int]:

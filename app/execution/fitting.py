@@ -1,11 +1,14 @@
-"""What a training process does for a run: fit the candidate, then write its artifact.
+"""What a training process does for a run: fit the candidate, score it, write its artifact.
 
-Both stay out of the service's process: for a 40-tree random forest the fit takes seconds
-and serialising it with skops another second and a half, all of it holding an interpreter
-lock that the control plane would otherwise wait for.
+All of it stays out of the service's process: for a 40-tree random forest the fit takes
+seconds and serialising it with skops another second and a half, all of it holding an
+interpreter lock that the control plane would otherwise wait for.
 
-They are two calls to the same child (app.execution.processes.reserved): the fitted model comes
-back first, so that the service scores it on the holdout while the child writes the artifact.
+One call (fit) returns as soon as the candidate is scored on the holdout; its artifact is
+written meanwhile by another thread of the child, and a second call (stored) waits for it.
+The model itself never crosses back on the run's way: the score and the holdout predictions
+the gate needs do, and the model follows only for serving, after the run has ended (take_model).
+A child holds one candidate at a time (app.execution.processes.reserved).
 """
 
 from __future__ import annotations
@@ -14,45 +17,129 @@ import logging
 import resource
 import sys
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from app.registry.artifacts import ArtifactStore, StoredArtifact
+from app.spec.estimators import EstimatorKind
 from app.spec.schema import PipelineSpec
-from app.training.errors import TrainingError
+from app.training.errors import EvaluationError, TrainingError
+from app.training.evaluation import PredictedOnce, Recorded, score
 from app.training.trainer import TrainedModel, train
 
 log = logging.getLogger(__name__)
-# The child's last fitted model, until store_fitted writes it (one call at a time per child).
-_fitted: list[Pipeline] = []
+
+
+@dataclass(frozen=True)
+class Task:
+    """One candidate to fit: the spec, the limits, and where its artifact goes."""
+
+    spec: PipelineSpec
+    kind: EstimatorKind
+    allowed_prefixes: Sequence[str]
+    memory_mb: int | None
+    store: ArtifactStore
+    pipeline: str  # the artifact's directory
+    version: int
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What the service learns of a fitted candidate, without the model itself."""
+
+    params: dict[str, Any]
+    fit_seconds: float
+    # The candidate's metric on the holdout, or why it cannot be computed (the evaluate step
+    # raises it: a metric that does not fit the model is an evaluation failure, not a fit's).
+    score: float | EvaluationError
+    predictions: Recorded  # what the chance level is computed from
+
+
+@dataclass(frozen=True)
+class _Held:
+    model: Pipeline
+    artifact: Future[StoredArtifact]
+
+
+# The child's candidate, from fit until take_model or forget (one call at a time per child).
+_held: list[_Held] = []
+# Threads start on the first submit, in a training process: the forkserver, which imports
+# this module, stays single-threaded.
+_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlops-artifact")
 
 
 def fit(
-    spec: PipelineSpec,
+    task: Task,
     X: pd.DataFrame,  # noqa: N803 (sklearn's X)
     y: pd.Series,
-    allowed_prefixes: Sequence[str],
-    memory_mb: int | None = None,
-) -> TrainedModel:
-    """The fitted candidate; the child keeps the model for store_fitted.
-
-    `memory_mb` caps what the fit may map beyond what the process has mapped already."""
-    _fitted.clear()  # a model a stopped run left behind is not kept for long
+    X_test: pd.DataFrame,  # noqa: N803
+    y_test: pd.Series,
+) -> Candidate:
+    """Fit on the train split, start writing the artifact, score on the holdout."""
+    forget()  # a candidate a stopped run left behind is not kept for long
+    trained = _fit_capped(task, X, y)
+    model = trained.model
+    written = _writer.submit(task.store.save, task.pipeline, task.version, model)
+    _held.append(_Held(model, written))
+    predicted = PredictedOnce(model, X_test)
     try:
-        with memory_cap(memory_mb):
-            trained = train(spec, X, y, allowed_prefixes)
+        value: float | EvaluationError = score(
+            predicted, X_test, y_test, task.spec.evaluation.metric, task.kind
+        )
+    except EvaluationError as exc:
+        value = exc
+    return Candidate(trained.params, trained.fit_seconds, value, predicted.recorded())
+
+
+def stored() -> StoredArtifact:
+    """The artifact of the candidate fitted last, once it is written."""
+    return _candidate().artifact.result()
+
+
+def take_model() -> Pipeline:
+    """The candidate fitted last (for serving); the child holds it no longer."""
+    held = _candidate()
+    wait([held.artifact])
+    _held.clear()
+    return held.model
+
+
+def forget() -> None:
+    """Drop the candidate, once its artifact is no longer being written."""
+    wait([held.artifact for held in _held])
+    _held.clear()
+
+
+def _candidate() -> _Held:
+    if not _held:
+        raise RuntimeError("this training process holds no fitted candidate")
+    return _held[-1]
+
+
+def _fit_capped(
+    task: Task,
+    X: pd.DataFrame,  # noqa: N803
+    y: pd.Series,
+) -> TrainedModel:
+    """train() within the memory cap, with a failure that names the cap when it was hit.
+
+    `task.memory_mb` caps what the fit may map beyond what the process has mapped already."""
+    try:
+        with memory_cap(task.memory_mb):
+            return train(task.spec, X, y, task.allowed_prefixes)
     except TrainingError as exc:
-        if isinstance(exc.__cause__, MemoryError) and memory_mb is not None:
+        if isinstance(exc.__cause__, MemoryError) and task.memory_mb is not None:
             raise TrainingError(
                 f"Training failed: the fit needs more memory than MLOPS_TRAINING_MEMORY_MB "
-                f"allows ({memory_mb} MB): {exc.__cause__}"
+                f"allows ({task.memory_mb} MB): {exc.__cause__}"
             ) from exc.__cause__
         raise
-    _fitted.append(trained.model)
-    return trained
 
 
 @contextmanager
@@ -84,10 +171,3 @@ def _address_space() -> int:
         if line.startswith("VmSize:"):
             return int(line.split()[1]) * 1024
     raise OSError("no VmSize in /proc/self/status")
-
-
-def store_fitted(store: ArtifactStore, pipeline: str, version: int) -> StoredArtifact:
-    """Write the model this child fitted last as `version` of `pipeline`."""
-    if not _fitted:
-        raise RuntimeError("this training process holds no fitted model to store")
-    return store.save(pipeline, version, _fitted.pop())

@@ -55,6 +55,7 @@ PRELOAD = [
     "app.execution.processes",
     "app.execution.fitting",
     *WARM_MODULES,  # imported by the forkserver once, not by each new training process
+    "app.execution.rehearsed",  # and what a run's first fit, score and artifact import
 ]
 _CONTEXT: ForkServerContext | SpawnContext
 if "forkserver" in multiprocessing.get_all_start_methods():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,26 +33,18 @@ from app.execution.env import WorkerEnv
 from app.execution.outcomes import AwaitApproval, Failed, Rejected, StepOutcome, Stopped
 from app.registry import promotion
 from app.registry import service as registry
-from app.registry.artifacts import StoredArtifact
 from app.registry.serving import LoadedModel
 from app.runs.models import Run
 from app.spec.estimators import EstimatorKind, resolve_estimator
 from app.spec.schema import PipelineSpec
 from app.training.baseline import no_skill_baseline
 from app.training.chance import chance_skill
-from app.training.evaluation import (
-    Baseline,
-    GateDecision,
-    PredictedOnce,
-    candidate_gate,
-    gate,
-    score,
-    skill,
-)
+from app.training.errors import EvaluationError
+from app.training.evaluation import Baseline, GateDecision, candidate_gate, gate, skill
 from app.training.fingerprint import DataFingerprint, RowHashes, fingerprint, row_hashes
 from app.training.holdout import Holdout, split_holdout
 from app.training.reference import reference_profile
-from app.training.trainer import TrainedModel, feature_columns
+from app.training.trainer import feature_columns
 from app.training.validation import check_data
 
 log = logging.getLogger(__name__)
@@ -73,16 +66,18 @@ class RunState:
     frame: pd.DataFrame | None = None
     split: Future[tuple[RowHashes, Holdout]] | None = None
     holdout: Holdout | None = None
-    trained: TrainedModel | None = None
+    trained: fitting.Candidate | None = None
+    # The training process that holds the candidate, reserved from train to the run's end.
+    trainer: processes.Child | None = None
+    held: ExitStack = field(default_factory=ExitStack)
     version: int | None = None
     sha256: str | None = None
     fingerprint: Future[DataFingerprint] | None = None
     reference: Future[dict[str, Any]] | None = None
     production: Future[ProductionScore] | None = None
-    candidate: Future[float] | None = None
     baseline: Future[Baseline] | None = None
     chance: Future[float | None] | None = None
-    artifact: tuple[int, StoredArtifact] | None = None
+    candidate_version: int | None = None  # the version the artifact is written as
     metrics: dict[str, Any] = field(default_factory=dict)
 
 
@@ -144,42 +139,59 @@ def train_model(state: RunState, env: WorkerEnv) -> str:
 
 
 def _fit_and_store(state: RunState, env: WorkerEnv, version: int) -> None:
-    """Fit in a training process, then write the artifact there while this process scores
-    the candidate on the holdout."""
-    assert state.holdout is not None
-    h, metric, stop = state.holdout, state.spec.evaluation.metric, lambda: state.interrupt("train")
+    """Fit and score in a training process, which goes on to write the artifact while this
+    process computes the chance level and the gate (evaluate waits for it to register)."""
+    assert state.holdout is not None and state.baseline is not None
+    h, stop = state.holdout, lambda: state.interrupt("train")
     settings = env.settings
-    fit_args = (
-        state.spec,
-        h.X_train,
-        h.y_train,
-        settings.allowed_estimators,
-        settings.training_memory_mb,
+    # The artifact is written outside a transaction; one active run per pipeline keeps the
+    # version number ours, and the unique (pipeline, version) constraint would refuse it
+    # otherwise. The pipeline's id is in the directory: a re-created name (a new history
+    # beside an archived one) never overwrites the archived one's files.
+    task = fitting.Task(
+        spec=state.spec,
+        kind=state.kind,
+        allowed_prefixes=settings.allowed_estimators,
+        memory_mb=settings.training_memory_mb,
+        store=env.artifacts,
+        pipeline=f"{state.pipeline_name}@{state.pipeline_id}",
+        version=version,
     )
-    with processes.reserved() as child:
-        state.trained = child.call(fitting.fit, fit_args, stop)
-        # Both scorers need the candidate's holdout predictions: they are made once.
-        predicted = PredictedOnce(state.trained.model, h.X_test)
-        state.candidate = compute.submit(score, predicted, h.X_test, h.y_test, metric, state.kind)
-        assert state.baseline is not None
-        no_skill = state.baseline.result().value
-        state.chance = compute.submit(
-            chance_skill, predicted, h.X_test, h.y_test, metric, state.kind, no_skill
-        )
-        # The artifact is written outside a transaction; one active run per pipeline keeps
-        # the version number ours, and the unique (pipeline, version) constraint would
-        # refuse it otherwise. The pipeline's id is in the directory: a re-created name (a
-        # new history beside an archived one) never overwrites the archived one's files.
-        where = (env.artifacts, f"{state.pipeline_name}@{state.pipeline_id}", version)
-        state.artifact = (version, child.call(fitting.store_fitted, where, stop))
+    child = _trainer(state)
+    state.trained = child.call(fitting.fit, (task, h.X_train, h.y_train, h.X_test, h.y_test), stop)
+    metric, no_skill = state.spec.evaluation.metric, state.baseline.result().value
+    recorded = state.trained.predictions
+    state.chance = compute.submit(
+        chance_skill, recorded, h.X_test, h.y_test, metric, state.kind, no_skill
+    )
+    state.candidate_version = version
+
+
+def _trainer(state: RunState) -> processes.Child:
+    """The run's training process, reserved until the run has ended; it forgets the
+    candidate then, unless deploy took it for serving."""
+    if state.trainer is None:
+        state.trainer = state.held.enter_context(processes.reserved())
+        state.held.callback(_forget, state.trainer)
+    return state.trainer
+
+
+def _forget(child: processes.Child) -> None:
+    if not child.healthy():  # a child killed by a stop holds nothing any more
+        return
+    try:
+        child.call(fitting.forget, (), None)
+    except processes.ProcessLost as exc:  # it is not reused: nothing is kept either way
+        log.warning("the training process ended before it dropped the candidate: %s", exc)
 
 
 def evaluate(state: RunState, env: WorkerEnv) -> str:
     assert state.holdout is not None and state.trained is not None and state.frame is not None
-    assert state.candidate is not None and state.baseline is not None
-    assert state.chance is not None
+    assert state.baseline is not None and state.chance is not None
     metric = state.spec.evaluation.metric
-    candidate = state.candidate.result()  # scored while the artifact was written
+    candidate = state.trained.score  # scored in the training process
+    if isinstance(candidate, EvaluationError):
+        raise candidate
     baseline = replace(state.baseline.result(), chance=state.chance.result())
     production = _current_production_score(state, env)
     decision, ending, unscored = _judge(candidate, baseline, production, state.spec)
@@ -265,12 +277,17 @@ def estimator_kind(spec: PipelineSpec, env: WorkerEnv) -> EstimatorKind:
 
 
 def _serve_trained_model(state: RunState, env: WorkerEnv) -> None:
-    assert state.trained is not None and state.frame is not None
+    """Hand the promoted model to /predict; the run has ended by now, so its way back from
+    the training process costs the run nothing."""
+    assert state.frame is not None and state.trainer is not None
     assert state.version is not None and state.sha256 is not None
+    try:
+        model = state.trainer.call(fitting.take_model, (), None)
+    except processes.ProcessLost as exc:
+        log.warning("version %s loads from its artifact when first used: %s", state.version, exc)
+        return
     features = feature_columns(state.spec, state.frame)
-    loaded = LoadedModel(
-        state.pipeline_id, state.version, state.sha256, features, state.trained.model
-    )
+    loaded = LoadedModel(state.pipeline_id, state.version, state.sha256, features, model)
     env.models.put(loaded)
 
 
@@ -302,8 +319,12 @@ def _register_version(state: RunState, env: WorkerEnv) -> None:
     # What drift triggers compare new rows with (both started in train_model).
     assert state.reference is not None and state.fingerprint is not None
     reference, data_fingerprint = state.reference.result(), state.fingerprint.result()
-    assert state.artifact is not None
-    version, artifact = state.artifact
+    assert state.candidate_version is not None and state.trainer is not None
+    version, stop = state.candidate_version, lambda: state.interrupt("evaluate")
+    try:  # on disk (or in the store) before the version exists
+        artifact = state.trainer.call(fitting.stored, (), stop)
+    except processes.ProcessLost as exc:
+        raise Failed(f"Storing the model failed: {exc}") from exc
     with unit_of_work(env.factory) as session:
         registry.register(
             session=session,

@@ -22,7 +22,7 @@ from app.core import logs
 from app.core.db import after_commit, read_only_unit, unit_of_work
 from app.core.errors import DomainError, StoredSpecInvalid
 from app.core.time import utcnow
-from app.execution import processes
+from app.execution import processes, rehearsal
 from app.execution.env import WorkerEnv
 from app.execution.outcomes import AwaitApproval, Rejected, StepOutcome, Stopped
 from app.execution.steps import STEPS, RunState, estimator_kind
@@ -49,11 +49,12 @@ class Ending:
 
 
 def warm_up() -> None:
-    """Import what scoring a fitted model takes and have a training process ready, so that
-    the first run after a start waits for neither (this module's own imports, the training
-    stack, are done by then too)."""
+    """Import what scoring a fitted model takes, rehearse a run's ML work and have a training
+    process ready, so that the first run after a start waits for none of it (this module's own
+    imports, the training stack, are done by then too)."""
     for module in processes.WARM_MODULES:  # what loading production's artifact takes
         importlib.import_module(module)
+    rehearsal.rehearse()
     processes.warm_up()
 
 
@@ -73,18 +74,19 @@ def _walk(state: RunState, env: WorkerEnv) -> None:
     log.info("run %s started", state.run_id)
     step_name = STEPS[0][0]
     finished: tuple[str, str] | None = None
-    try:
-        for step_name, step in STEPS:
-            _advance(state, env, finished, step_name)
-            finished = (step_name, step(state, env))
-        ending = Ending(t.COMPLETED, None, "completed", None)
-    except EXPECTED as exc:
-        ending = _ending_for(exc)
-    except Exception as exc:
-        log.exception("run %s: unexpected error in step %s", state.run_id, step_name)
-        message = f"Unexpected error in step {step_name}: {type(exc).__name__}: {exc}"
-        ending = Ending(t.FAILED, message, "failed", message)
-    _finish(state, env, step_name, ending)
+    with state.held:  # the run's training process, given back once the run has ended
+        try:
+            for step_name, step in STEPS:
+                _advance(state, env, finished, step_name)
+                finished = (step_name, step(state, env))
+            ending = Ending(t.COMPLETED, None, "completed", None)
+        except EXPECTED as exc:
+            ending = _ending_for(exc)
+        except Exception as exc:
+            log.exception("run %s: unexpected error in step %s", state.run_id, step_name)
+            message = f"Unexpected error in step {step_name}: {type(exc).__name__}: {exc}"
+            ending = Ending(t.FAILED, message, "failed", message)
+        _finish(state, env, step_name, ending)
     detail = f" in {step_name}: {ending.error}" if ending.error else ""
     log.info("run %s ended %s%s", state.run_id, ending.status, detail)
 

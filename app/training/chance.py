@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from app.spec.estimators import EstimatorKind
 from app.training.errors import EvaluationError
-from app.training.evaluation import score, skill
+from app.training.evaluation import skill
 
 DRAWS = 200
 # Beyond a few thousand rows chance is far below any useful min_skill anyway.
@@ -52,8 +53,8 @@ def chance_skill(
 class Scored:
     """The model and the whole holdout, and the rows of it scored here (None: all).
 
-    Predictions are made on the whole holdout and then taken at the rows, so that a model
-    that remembers them (PredictedOnce) makes them once for the score and for this."""
+    Predictions are made on the whole holdout and then taken at the rows, so that the
+    candidate's predictions for its score serve here too (Recorded)."""
 
     model: Any
     X: pd.DataFrame
@@ -76,7 +77,7 @@ def _scores(
     classes = sorted(set(np.asarray(model.classes_).tolist()) | set(labels.tolist()))
     if metric == "roc_auc":
         if len(classes) != 2:
-            return _with_sklearn(model, holdout.frame(), shuffled, metric, kind)
+            return _multiclass_auc(holdout, shuffled)
         positive = classes[-1]
         ranks = pd.Series(holdout.taken(_positive_scores(model, holdout.X, positive))).rank()
         return _auc(ranks.to_numpy(), shuffled == positive)
@@ -138,9 +139,16 @@ def _ratio(top: Matrix, bottom: Matrix) -> Matrix:
     return out
 
 
-def _with_sklearn(model: Any, X: pd.DataFrame, shuffled: Matrix, metric: str, kind: str) -> Matrix:  # noqa: N803
-    # Multiclass roc_auc: sklearn's own scorer, on fewer shuffles (each call is slow).
-    index = pd.RangeIndex(shuffled.shape[1])
-    frame = X.reset_index(drop=True)
-    draws = shuffled[: DRAWS // 4]
-    return np.array([score(model, frame, pd.Series(y, index=index), metric, kind) for y in draws])  # type: ignore[arg-type]
+def _multiclass_auc(holdout: Scored, shuffled: Matrix) -> Matrix:
+    """One-vs-rest roc_auc as score() computes it, by sklearn's scorer on fewer shuffles (each
+    call is slow), from the predictions on the whole holdout."""
+    model = holdout.model
+    if not hasattr(model, "predict_proba"):
+        raise EvaluationError("roc_auc on more than 2 classes needs predict_proba")
+    scores = holdout.taken(model.predict_proba(holdout.X))
+    return np.array(
+        [
+            roc_auc_score(drawn, scores, multi_class="ovr", labels=model.classes_)
+            for drawn in shuffled[: DRAWS // 4]
+        ]
+    )

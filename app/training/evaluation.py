@@ -62,6 +62,46 @@ class PredictedOnce:
 
         return once
 
+    def recorded(self) -> Recorded:
+        """The predictions made so far, and what the model offers, without the model."""
+        offered = frozenset(name for name in _PREDICTIONS if hasattr(self._model, name))
+        with self._lock:
+            made = dict(self._made)
+        return Recorded(getattr(self._model, "classes_", None), made, offered, self._X.index)
+
+
+class Recorded:
+    """A model's predictions on one holdout, standing in for the model with scorers that ask
+    for those predictions again: sent from the training process, which has the model, to the
+    service, which does not.
+
+    It has `classes_` and the prediction methods only where the model has them, as hasattr
+    tells the scorers; a prediction that was not made, or one for another frame, is an
+    EvaluationError."""
+
+    def __init__(
+        self, classes: Any, made: dict[str, Any], offered: frozenset[str], index: pd.Index
+    ) -> None:
+        self._args = (classes, made, offered, index)
+        if classes is not None:
+            self.classes_ = classes
+        for name in offered:
+            setattr(self, name, self._answer(name, made.get(name), index))
+
+    def __reduce__(self) -> tuple[type[Recorded], tuple[Any, ...]]:
+        return Recorded, self._args
+
+    @staticmethod
+    def _answer(name: str, values: Any, index: pd.Index) -> Any:
+        def answer(X: pd.DataFrame) -> Any:  # noqa: N803
+            if values is None or not X.index.equals(index):
+                raise EvaluationError(
+                    f"Evaluation failed: the training process did not record {name} for these rows"
+                )
+            return values
+
+        return answer
+
 
 @dataclass(frozen=True)
 class GateDecision:
