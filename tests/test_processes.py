@@ -4,6 +4,7 @@ and children run below the control plane's CPU priority."""
 from __future__ import annotations
 
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import load_iris
 
-from app.execution import fitting, processes, transfer
+from app.execution import fitting, processes, rehearsal, transfer
 from app.execution.processes import Children, ProcessLost
 from app.registry.artifacts import LocalArtifactStore
 from app.spec.schema import PipelineSpec
@@ -154,6 +155,31 @@ def test_a_candidate_is_scored_stored_and_served_as_one_model(
     loaded = store.load(stored.uri, stored.sha256)
     assert (loaded.predict(X) == model.predict(X)).all()
     assert (candidate.predictions.predict(X[test]) == model.predict(X[test])).all()
+
+
+def loaded_modules() -> frozenset[str]:
+    return frozenset(sys.modules)
+
+
+def test_a_new_training_process_imports_nothing_for_its_first_candidate(
+    children: Children, tmp_path: Path
+) -> None:
+    # The forkserver rehearsed a run's ML work as it preloaded (app.execution.rehearsed):
+    # what scikit-learn, pandas and skops import on first use, the first run would import
+    # beside its fit.
+    frame = load_iris(as_frame=True).frame
+    X, y = frame.drop(columns="target"), frame["target"]  # noqa: N806
+    with children.reserved() as child:
+        before = child.call(loaded_modules, (), None)
+        child.call(fitting.fit, (iris_task(LocalArtifactStore(tmp_path)), X, y, X, y), None)
+        child.call(fitting.stored, (), None)
+        after = child.call(loaded_modules, (), None)
+    assert sorted(after - before) == []
+
+
+def test_the_start_up_rehearsal_runs_clean(caplog: pytest.LogCaptureFixture) -> None:
+    rehearsal.rehearse()
+    assert not [r for r in caplog.records if r.name == rehearsal.__name__]
 
 
 def test_a_candidate_nobody_takes_is_forgotten(children: Children, tmp_path: Path) -> None:
