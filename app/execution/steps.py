@@ -38,7 +38,7 @@ from app.runs.models import Run
 from app.spec.estimators import EstimatorKind, resolve_estimator
 from app.spec.schema import PipelineSpec
 from app.training.baseline import no_skill_baseline
-from app.training.chance import chance_skill
+from app.training.chance import Draws, chance_skill, draws
 from app.training.errors import EvaluationError
 from app.training.evaluation import Baseline, GateDecision, candidate_gate, gate, skill
 from app.training.fingerprint import DataFingerprint, RowHashes, fingerprint, row_hashes
@@ -76,6 +76,7 @@ class RunState:
     reference: Future[dict[str, Any]] | None = None
     production: Future[ProductionScore] | None = None
     baseline: Future[Baseline] | None = None
+    draws: Future[Draws] | None = None
     chance: Future[float | None] | None = None
     candidate_version: int | None = None  # the version the artifact is written as
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -114,6 +115,8 @@ def validate(state: RunState, env: WorkerEnv) -> str:
 
 def train_model(state: RunState, env: WorkerEnv) -> str:
     assert state.frame is not None and state.split is not None
+    with read_only_unit(env.factory) as session:  # while the split is being finished
+        version = registry.next_version(session=session, pipeline_id=state.pipeline_id)
     frame, (hashes, h) = state.frame, state.split.result()
     state.holdout = h
     # While the candidate fits in a training process, this process does the rest of the
@@ -123,10 +126,9 @@ def train_model(state: RunState, env: WorkerEnv) -> str:
     state.production = compute.submit(production_score, _scoring(state, env))
     metric = state.spec.evaluation.metric
     state.baseline = compute.submit(no_skill_baseline, h.y_train, h.y_test, metric, state.kind)
+    state.draws = compute.submit(draws, h.y_test)  # the chance level's label shuffles
     state.fingerprint = compute.submit(fingerprint, frame, hashes)
     state.reference = compute.submit(reference_profile, frame, feature_columns(state.spec, frame))
-    with read_only_unit(env.factory) as session:
-        version = registry.next_version(session=session, pipeline_id=state.pipeline_id)
     crash_point("during_train")
     try:
         _fit_and_store(state, env, version)
@@ -141,7 +143,7 @@ def train_model(state: RunState, env: WorkerEnv) -> str:
 def _fit_and_store(state: RunState, env: WorkerEnv, version: int) -> None:
     """Fit and score in a training process, which goes on to write the artifact while this
     process computes the chance level and the gate (evaluate waits for it to register)."""
-    assert state.holdout is not None and state.baseline is not None
+    assert state.holdout is not None and state.baseline is not None and state.draws is not None
     h, stop = state.holdout, lambda: state.interrupt("train")
     settings = env.settings
     # The artifact is written outside a transaction; one active run per pipeline keeps the
@@ -161,8 +163,9 @@ def _fit_and_store(state: RunState, env: WorkerEnv, version: int) -> None:
     state.trained = child.call(fitting.fit, (task, h.X_train, h.y_train, h.X_test, h.y_test), stop)
     metric, no_skill = state.spec.evaluation.metric, state.baseline.result().value
     recorded = state.trained.predictions
+    drawn = state.draws.result()
     state.chance = compute.submit(
-        chance_skill, recorded, h.X_test, h.y_test, metric, state.kind, no_skill
+        chance_skill, recorded, h.X_test, h.y_test, metric, state.kind, no_skill, drawn
     )
     state.candidate_version = version
 

@@ -26,6 +26,27 @@ MAX_ROWS = 5000
 Matrix = np.ndarray[Any, np.dtype[Any]]
 
 
+@dataclass(frozen=True)
+class Draws:
+    """The holdout rows scored (None: all), their labels, and DRAWS shuffles of those labels.
+
+    They depend on the holdout alone, not on the model: a run draws them while it fits."""
+
+    rows: Matrix | None
+    labels: Matrix
+    shuffled: Matrix
+
+
+def draws(y_test: pd.Series) -> Draws:
+    """The shuffles the chance level of a model on this holdout is measured with."""
+    rng = np.random.default_rng(0)  # the same data always gets the same verdict
+    rows = None
+    if len(y_test) > MAX_ROWS:
+        rows = np.sort(rng.choice(len(y_test), MAX_ROWS, replace=False))
+    labels = y_test.to_numpy() if rows is None else y_test.to_numpy()[rows]
+    return Draws(rows, labels, np.stack([rng.permutation(labels) for _ in range(DRAWS)]))
+
+
 def chance_skill(
     model: Any,
     X_test: pd.DataFrame,  # noqa: N803 (sklearn's X)
@@ -33,16 +54,14 @@ def chance_skill(
     metric: str,
     kind: EstimatorKind,
     baseline: float,
+    drawn: Draws | None = None,
 ) -> float | None:
-    """The skill the model's predictions reach against shuffled labels one time in 100."""
-    rng = np.random.default_rng(0)  # the same data always gets the same verdict
-    rows = None
-    if len(y_test) > MAX_ROWS:
-        rows = np.sort(rng.choice(len(y_test), MAX_ROWS, replace=False))
-    labels = y_test.to_numpy() if rows is None else y_test.to_numpy()[rows]
-    shuffled = np.stack([rng.permutation(labels) for _ in range(DRAWS)])
+    """The skill the model's predictions reach against shuffled labels one time in 100;
+    `drawn`: draws(y_test), when made already."""
+    drawn = drawn if drawn is not None else draws(y_test)
+    holdout = Scored(model, X_test, drawn.rows)
     try:
-        scores = _scores(Scored(model, X_test, rows), labels, shuffled, metric, kind)
+        scores = _scores(holdout, drawn.labels, drawn.shuffled, metric, kind)
     except (EvaluationError, ValueError):
         return None  # a metric that cannot be computed here has no chance level either
     skills = [s for s in (skill(float(v), baseline, metric) for v in scores) if s is not None]
