@@ -367,11 +367,12 @@ def _print_steps(cmp: Comparison) -> None:
     queue = med([r.queue_s for r in cmp.service])
     print(f"    bookkeeping{ms(book)}   (outside every step; created_at->started_at {ms(queue)})")
     print("    validate also splits off the holdout (by row hash, beside the checks); train")
-    print("    sends the train split to a training process, fits there, then writes the skops")
-    print("    artifact there (fsync) while the service scores the candidate; production's")
-    print("    score, the data fingerprint and the drift profile are computed in the service's")
-    print("    process during the fit; evaluate registers the version; validate and deploy have")
-    print("    no bare counterpart")
+    print("    sends the split to a training process, which fits, then scores the candidate")
+    print("    on the holdout while another of its threads writes the skops artifact (fsync);")
+    print("    production's score, the data fingerprint, the drift profile and the chance")
+    print("    level's shuffles are computed in the service's process during the fit; evaluate")
+    print("    waits for the artifact and registers the version; the model comes back for")
+    print("    serving after the run has ended; validate and deploy have no bare counterpart")
 
 
 def print_latency(lat: list[Latency], poll_ms: float) -> None:
