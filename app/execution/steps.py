@@ -131,7 +131,7 @@ def train_model(state: RunState, env: WorkerEnv) -> str:
     state.reference = compute.submit(reference_profile, frame, feature_columns(state.spec, frame))
     crash_point("during_train")
     try:
-        _fit_and_store(state, env, version)
+        _fit_and_score(state, env, version)
     except processes.ProcessLost as exc:
         raise Failed(f"Training failed: {exc}") from exc
     assert state.trained is not None
@@ -140,7 +140,7 @@ def train_model(state: RunState, env: WorkerEnv) -> str:
     return f"{estimator} fitted on {rows} rows in {state.trained.fit_seconds:.2f} s"
 
 
-def _fit_and_store(state: RunState, env: WorkerEnv, version: int) -> None:
+def _fit_and_score(state: RunState, env: WorkerEnv, version: int) -> None:
     """Fit and score in a training process, which goes on to write the artifact while this
     process computes the chance level and the gate (evaluate waits for it to register)."""
     assert state.holdout is not None and state.baseline is not None and state.draws is not None
