@@ -431,8 +431,8 @@ def extras_ms(cmp: Comparison) -> float:
     """Median per-run time the bare script has no counterpart for; less noisy than the ratio.
 
     Bookkeeping, validate (and the holdout split beside it), train beyond the fit (the split's
-    way to the training process, the model's way back, the artifact and the candidate's score
-    side by side), evaluate (waiting for that score, production's, the fingerprint and the
+    way to the training process, the candidate's score there beside its artifact), evaluate
+    (the chance level, waiting for the artifact, production's score, the fingerprint and the
     drift profile; the registry writes) and deploy, less the bare script's split and score.
     The fit is timed inside the training process (10 ms resolution) and load_data does
     the same read on both sides: both are left out, and so is their run-to-run noise.
