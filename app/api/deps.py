@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 
 import anyio
 import anyio.to_thread
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client.registry import CollectorRegistry
 from sqlalchemy import Engine
@@ -21,7 +21,7 @@ from app.auth import service as auth
 from app.auth.middleware import STATE_KEY
 from app.auth.roles import Actor, Role
 from app.auth.usage import KeyUsage
-from app.core.db import SessionFactory, read_only_unit, unit_of_work
+from app.core.db import MAX_OFFSET, SessionFactory, read_only_unit, unit_of_work
 from app.core.errors import Forbidden
 from app.core.readers import Readers
 from app.core.settings import Settings
@@ -32,6 +32,10 @@ from app.registry.artifacts import ArtifactStore
 from app.registry.serving import ModelCache
 from app.scheduler.clock import Clock
 from app.scheduler.service import TimeScheduler
+
+# Paging of the list endpoints: a page of at most 500, from an offset the database can take.
+Limit = Annotated[int, Query(ge=1, le=500)]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
 
 @dataclass(frozen=True)

@@ -4,16 +4,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, status
 
-from app.api.deps import AdminDep, ReadSessionDep, SessionDep
+from app.api.deps import AdminDep, Limit, Offset, ReadSessionDep, SessionDep
 from app.auth import audit, service
 from app.auth.schemas import AuditRead, KeyCreate, KeyCreated, KeyRead
-from app.core.db import MAX_ID, MAX_OFFSET
+from app.core.db import MAX_ID
 from app.core.untrusted import IDENTIFIER
 from app.pipelines.schemas import Page
 
 router = APIRouter(tags=["security"])
-Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 KeyId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 

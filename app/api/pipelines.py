@@ -7,6 +7,8 @@ from sqlalchemy.orm import Session
 
 from app.api.deps import (
     AdminDep,
+    Limit,
+    Offset,
     OperatorDep,
     ReadSessionDep,
     ServicesDep,
@@ -16,7 +18,7 @@ from app.api.deps import (
 )
 from app.auth import audit
 from app.auth.roles import Actor
-from app.core.db import MAX_OFFSET, after_commit
+from app.core.db import after_commit
 from app.core.errors import Conflict
 from app.core.time import utcnow
 from app.pipelines import masking, service, views
@@ -46,9 +48,7 @@ SPEC_BODY: dict[str, Any] = {
         },
     }
 }
-Limit = Annotated[int, Query(ge=1, le=500)]
 PAGE_SIZE = 100  # the list's default page, which the read lane also serves
-Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 
 
 async def _spec_from(request: Request, services: ServicesDep) -> PipelineSpec:

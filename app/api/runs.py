@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Query, Response, status
+from fastapi import APIRouter, Body, Header, Response, status
 
 from app.api.deps import (
+    Limit,
+    Offset,
     OperatorDep,
     ReadSessionDep,
     ServicesDep,
@@ -12,7 +14,6 @@ from app.api.deps import (
     ViewerDep,
     read_in_thread,
 )
-from app.core.db import MAX_OFFSET
 from app.core.untrusted import PRINTABLE_ASCII
 from app.pipelines import service as pipelines
 from app.pipelines.models import Pipeline
@@ -61,8 +62,8 @@ def list_runs(
     name: str,
     viewer: ViewerDep,
     session: ReadSessionDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    limit: Limit = 50,
+    offset: Offset = 0,
 ) -> Page[RunRead]:
     """Run history, newest first (an archived pipeline's by its ref, `name@id`)."""
     pipeline = pipelines.get_readable(session=session, name=name)

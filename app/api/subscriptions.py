@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, status
 from sqlalchemy.orm import Session
 
-from app.api.deps import AdminDep, ReadSessionDep, ServicesDep, SessionDep
+from app.api.deps import AdminDep, Limit, Offset, ReadSessionDep, ServicesDep, SessionDep
 from app.auth import audit
 from app.auth.roles import Actor
-from app.core.db import MAX_ID, MAX_OFFSET
+from app.core.db import MAX_ID
 from app.events import service
 from app.events.schemas import (
     DeliveryRead,
@@ -22,8 +22,6 @@ from app.events.schemas import (
 from app.pipelines.schemas import Page
 
 router = APIRouter(tags=["subscriptions"])
-Limit = Annotated[int, Query(ge=1, le=500)]
-Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 SubscriptionId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
