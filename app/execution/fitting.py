@@ -1,7 +1,7 @@
 """What a training process does for a run: fit the candidate, score it, write its artifact.
 
-All of it stays out of the service's process: for a 40-tree random forest the fit takes
-seconds and serialising it with skops another second and a half, all of it holding an
+All of it stays out of the service's process: a fit takes seconds, and predicting and
+serialising a forest tens to hundreds of milliseconds more, nearly all of it holding an
 interpreter lock that the control plane would otherwise wait for.
 
 One call (fit) returns as soon as the candidate is scored on the holdout; its artifact is
