@@ -126,10 +126,14 @@ def unit_of_work(factory: SessionFactory, *, queue: bool = True) -> Iterator[Ses
         session.close()
 
 
-def _writer_turn(session: Session) -> AbstractContextManager[object]:
+def engine_of(session: Session) -> Engine:
+    """The engine a session's statements go to (its bind, or the bind's engine)."""
     bind = session.get_bind()
-    engine = bind if isinstance(bind, Engine) else bind.engine
-    return _WRITER_TURNS.get(engine, nullcontext())
+    return bind if isinstance(bind, Engine) else bind.engine
+
+
+def _writer_turn(session: Session) -> AbstractContextManager[object]:
+    return _WRITER_TURNS.get(engine_of(session), nullcontext())
 
 
 @contextmanager

@@ -18,7 +18,6 @@ from typing import Any, cast
 from sqlalchemy import (
     ColumnElement,
     CursorResult,
-    Engine,
     Row,
     Select,
     and_,
@@ -35,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from app.core.db import SessionFactory, unit_of_work
+from app.core.db import SessionFactory, engine_of, unit_of_work
 from app.runs.models import DURATION_BUCKETS, Run, RunRollup
 from app.runs.transitions import TERMINAL
 
@@ -163,10 +162,9 @@ def _refresh_statistics(factory: SessionFactory) -> None:
     a scrape instead of 12). VACUUM (ANALYZE) clears both; it blocks neither reads nor writes,
     and runs outside a transaction, as VACUUM must."""
     with factory() as session:
-        bind = session.get_bind()
-    if bind.dialect.name != "postgresql":
+        engine = engine_of(session)
+    if engine.dialect.name != "postgresql":
         return
-    engine = bind if isinstance(bind, Engine) else bind.engine
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text("VACUUM (ANALYZE) runs"))
 
