@@ -83,9 +83,6 @@ class Scored:
         array = np.asarray(values)
         return array if self.rows is None else array[self.rows]
 
-    def frame(self) -> pd.DataFrame:
-        return self.X if self.rows is None else self.X.iloc[self.rows]
-
 
 def _scores(
     holdout: Scored, labels: Matrix, shuffled: Matrix, metric: str, kind: EstimatorKind

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,15 +36,15 @@ _PREDICTIONS = frozenset({"predict", "predict_proba", "decision_function"})
 
 
 class PredictedOnce:
-    """A fitted model whose predictions on one holdout are made once, however many scorers
-    ask (the candidate's score and its chance level both do, from two threads): for a
-    forest they are most of what scoring costs. Anything else is the model's own."""
+    """A fitted model whose predictions on one holdout are made once and kept, however often
+    a scorer asks: the training process scores the candidate with it, then sends what it
+    predicted (recorded) for the chance level. For a forest the predictions are most of what
+    scoring costs. Anything else is the model's own."""
 
     def __init__(self, model: Any, X: pd.DataFrame) -> None:  # noqa: N803 (sklearn's X)
         self._model = model
         self._X = X
         self._made: dict[str, Any] = {}
-        self._lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
         found = getattr(self._model, name)  # AttributeError as the model raises it
@@ -55,19 +54,17 @@ class PredictedOnce:
         def once(X: pd.DataFrame) -> Any:  # noqa: N803
             if X is not self._X:
                 return found(X)
-            with self._lock:
-                if name not in self._made:
-                    self._made[name] = found(X)
-                return self._made[name]
+            if name not in self._made:
+                self._made[name] = found(X)
+            return self._made[name]
 
         return once
 
     def recorded(self) -> Recorded:
         """The predictions made so far, and what the model offers, without the model."""
         offered = frozenset(name for name in _PREDICTIONS if hasattr(self._model, name))
-        with self._lock:
-            made = dict(self._made)
-        return Recorded(getattr(self._model, "classes_", None), made, offered, self._X.index)
+        classes = getattr(self._model, "classes_", None)
+        return Recorded(classes, dict(self._made), offered, self._X.index)
 
 
 class Recorded:
