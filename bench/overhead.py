@@ -201,7 +201,7 @@ def cold_and_idle(child: BareChild, service: Service, csv: Path, opts: Options) 
     return Cold(restarted, idle, opts.idle_s, bare)
 
 
-def bare_median(cmp: Comparison, cold: Cold) -> float:
+def bare_median(cmp: Comparison) -> float:
     """The bare job's median over the warm runs."""
     return med([b["seconds"] for b in cmp.bare])
 
@@ -214,7 +214,7 @@ def paused_ratios(cold: Cold) -> tuple[float, float]:
 
 
 def print_cold(cold: Cold, cmp: Comparison) -> None:
-    bare = bare_median(cmp, cold)
+    bare = bare_median(cmp)
     print(
         f"\n-- cold and idle: the first run after each of {len(cold.restarted)} restarts, and a "
         f"run after {cold.idle_s:g} s idle --"
@@ -400,20 +400,21 @@ def summary_rows(
 ) -> list[tuple[str, float, str, float]]:
     """(figure, value, unit, limit); a limit of 0 means the figure is for information."""
     bare = [b["seconds"] for b in cmp.bare]
-    all_bare = bare_median(cmp, cold)
+    warm_bare = bare_median(cmp)
     server = [r.server_s for r in cmp.service]
     big = [r.bookkeeping_s * 1000 for r in [cmp.first, *cmp.service]]
     tiny = [x.bookkeeping_ms for x in lat if x.bookkeeping_ms is not None]
     client = [x.client_ms for x in lat]
     paired = [s / b for s, b in zip(server, bare, strict=True)]
     gated = [b["seconds"] + b["phases"]["score_production"] for b in cmp.bare]
-    restart_vs_warm = med([r.server_s for r in cold.restarted]) / all_bare
+    restart_vs_warm = med([r.server_s for r in cold.restarted]) / warm_bare
+    after_restart, after_idle = paused_ratios(cold)
     return [
-        ("ratio service/bare, medians", med(server) / med(bare), "", 1.05),
-        ("ratio, first run after a restart", paused_ratios(cold)[0], "", 1.05),
+        ("ratio service/bare, medians", med(server) / warm_bare, "", 1.05),
+        ("ratio, first run after a restart", after_restart, "", 1.05),
         ("  the same, over the warm bare median", restart_vs_warm, "", 0),
-        (f"ratio, run after {cold.idle_s:g} s idle", paused_ratios(cold)[1], "", 1.05),
-        ("  the same, over the warm bare median", cold.idle.server_s / all_bare, "", 0),
+        (f"ratio, run after {cold.idle_s:g} s idle", after_idle, "", 1.05),
+        ("  the same, over the warm bare median", cold.idle.server_s / warm_bare, "", 0),
         ("  ratio vs bare + scoring production", med(server) / med(gated), "", 1.05),
         ("  ratio of the minimums", min(server) / min(bare), "", 0),
         ("  median of the paired ratios", med(paired), "", 0),
