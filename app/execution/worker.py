@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, lazyload
 
-from app.core import logs
+from app.core import heap, logs
 from app.core.db import after_commit, read_only_unit, unit_of_work
 from app.core.errors import DomainError, StoredSpecInvalid
 from app.core.time import utcnow
@@ -51,11 +51,13 @@ class Ending:
 def warm_up() -> None:
     """Import what scoring a fitted model takes, rehearse a run's ML work and have a training
     process ready, so that the first run after a start waits for none of it (this module's own
-    imports, the training stack, are done by then too)."""
+    imports, the training stack, are done by then too), nor any later run for a full garbage
+    collection over all of it (app.core.heap)."""
     for module in processes.WARM_MODULES:  # what loading production's artifact takes
         importlib.import_module(module)
     rehearsal.rehearse()
     processes.warm_up()
+    heap.settle()  # last: what start-up loaded is never walked by a full collection again
 
 
 def execute(run_id: int, env: WorkerEnv) -> None:
