@@ -172,13 +172,19 @@ class LocalArtifactStore(BlobArtifactStore):
     def write_model(self, uri: str, model: Any) -> tuple[str, int]:
         """The skops file written straight into its file: no copy of it in memory (for a
         forest, growing and copying that buffer costs as much as the writing)."""
-        written = self._replace(uri, lambda handle: write_skops(model, handle))
-        with written.open("rb") as handle:  # read back from the page cache
-            sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
-        return sha256, written.stat().st_size
+        written = self._replace(uri, lambda handle: write_skops(model, handle), _file_sha256)
+        assert written.digest is not None
+        return written.digest, written.path.stat().st_size
 
-    def _replace(self, uri: str, fill: Callable[[BinaryIO], object]) -> Path:
-        """Fill a temporary file, make it durable, then rename it over the target."""
+    def _replace(
+        self,
+        uri: str,
+        fill: Callable[[BinaryIO], object],
+        digest: Callable[[str], str] | None = None,
+    ) -> _Written:
+        """Fill a temporary file, make it durable, then rename it over the target; `digest`
+        reads the filled file (from the page cache) in another thread while it is made durable:
+        both release the interpreter lock, so they take two cores, not one after the other."""
         target = self.path(uri)
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
@@ -186,12 +192,19 @@ class LocalArtifactStore(BlobArtifactStore):
             with os.fdopen(fd, "wb") as handle:
                 fill(handle)
                 handle.flush()
-                os.fsync(handle.fileno())
+                if digest is None:
+                    os.fsync(handle.fileno())
+                    value = None
+                else:
+                    with ThreadPoolExecutor(1, thread_name_prefix="mlops-sha256") as reading:
+                        digested = reading.submit(digest, tmp)
+                        os.fsync(handle.fileno())
+                        value = digested.result()
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
         Path(tmp).replace(target)
-        return target
+        return _Written(target, value)
 
     def read(self, uri: str) -> bytes:
         """The file's bytes."""
@@ -213,6 +226,17 @@ class LocalArtifactStore(BlobArtifactStore):
         if not path.is_relative_to(self.root.resolve()):
             raise ArtifactError(f"Artifact path {uri} escapes the artifact store")
         return path
+
+
+@dataclass(frozen=True)
+class _Written:
+    path: Path
+    digest: str | None
+
+
+def _file_sha256(path: str) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def skops_bytes(model: Any) -> bytes:
