@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, literal, select, update
 from sqlalchemy.orm import Session, lazyload
 
 from app.core import heap, logs
@@ -208,14 +208,27 @@ def _advance(
     with unit_of_work(env.factory) as session:
         run = _owned_run(session, state.run_id, env)
         now = run.heartbeat_at = utcnow()
+        # The steps are written by statement, not loaded and flushed: a run's start and each of
+        # its step boundaries wait on this transaction.
         if finished is not None:
-            _end_step(session, run.id, finished[0], "completed", finished[1])
+            name, detail = finished
+            started = func.coalesce(RunStep.started_at, literal(now, RunStep.started_at.type))
+            ended = {"status": "completed", "detail": detail, "finished_at": now}
+            _set_step(session, run.id, name, started_at=started, **ended)
         stop = _stop_reason(run, state.spec.timeout_s, f"before step {next_step}")
         if stop is None:
-            step = _step(session, run.id, next_step)
-            step.status, step.started_at = "running", now
+            _set_step(session, run.id, next_step, status="running", started_at=now)
     if stop is not None:
         raise stop
+
+
+def _set_step(session: Session, run_id: int, name: str, **values: Any) -> None:
+    session.execute(
+        update(RunStep)
+        .where(RunStep.run_id == run_id, RunStep.name == name)
+        .values(**values)
+        .execution_options(synchronize_session=False)  # the run's steps are not loaded here
+    )
 
 
 def _stop_reason(run: Run, timeout_s: float, where: str) -> Stopped | None:
