@@ -366,7 +366,7 @@ def _print_steps(cmp: Comparison) -> None:
     book = med([r.bookkeeping_s for r in cmp.service])
     queue = med([r.queue_s for r in cmp.service])
     print(f"    bookkeeping{ms(book)}   (outside every step; created_at->started_at {ms(queue)})")
-    print("    validate also splits off the holdout (by row hash, after the checks); train")
+    print("    validate also splits off the holdout (by row hash, beside the checks); train")
     print("    sends the split to a training process, which fits, then scores the candidate")
     print("    on the holdout while another of its threads writes the skops artifact (fsync);")
     print("    production's score, the data fingerprint, the drift profile and the chance")
@@ -431,8 +431,8 @@ def summary_rows(
 def extras_ms(cmp: Comparison) -> float:
     """Median per-run time the bare script has no counterpart for; less noisy than the ratio.
 
-    Bookkeeping, validate (and the holdout split after its checks), train beyond the fit (the
-    split's way to the training process, the candidate's score there beside its artifact), evaluate
+    Bookkeeping, validate (and the holdout split beside it), train beyond the fit (the split's
+    way to the training process, the candidate's score there beside its artifact), evaluate
     (the chance level, waiting for the artifact, production's score, the fingerprint and the
     drift profile; the registry writes) and deploy, less the bare script's split and score.
     The fit is timed inside the training process (10 ms resolution) and load_data does

@@ -45,7 +45,7 @@ from app.training.fingerprint import DataFingerprint, RowHashes, fingerprint, ro
 from app.training.holdout import Holdout, split_holdout
 from app.training.reference import reference_profile
 from app.training.trainer import feature_columns
-from app.training.validation import DataCheck, check_data
+from app.training.validation import check_data
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class RunState:
     # fit runs, so that the fit is killed instead of waited for.
     interrupt: Callable[[str], Stopped | None]
     frame: pd.DataFrame | None = None
-    hashes: RowHashes | None = None
+    split: Future[tuple[RowHashes, Holdout]] | None = None
     holdout: Holdout | None = None
     trained: fitting.Candidate | None = None
     # The training process that holds the candidate, reserved from train to the run's end.
@@ -104,19 +104,21 @@ def load_data(state: RunState, env: WorkerEnv) -> str:
 
 def validate(state: RunState, env: WorkerEnv) -> str:
     assert state.frame is not None
-    check, split = compute.run(_check_and_split, state.frame, state.spec, state.kind)
+    # Splitting is pure computation on the loaded frame: it runs beside the checks, and a
+    # rejected run just drops it. No model is trained before the data passes.
+    state.split = compute.submit(_hash_and_split, state.frame, state.spec, state.kind)
+    check = compute.run(check_data, state.frame, state.spec, state.kind)
     if not check.passed:
         raise Rejected(check.reason)
-    assert split is not None
-    state.hashes, state.holdout = split
     return check.detail
 
 
 def train_model(state: RunState, env: WorkerEnv) -> str:
-    assert state.frame is not None and state.hashes is not None and state.holdout is not None
-    with read_only_unit(env.factory) as session:
+    assert state.frame is not None and state.split is not None
+    with read_only_unit(env.factory) as session:  # while the split is being finished
         version = registry.next_version(session=session, pipeline_id=state.pipeline_id)
-    frame, hashes, h = state.frame, state.hashes, state.holdout
+    frame, (hashes, h) = state.frame, state.split.result()
+    state.holdout = h
     # While the candidate fits in a training process, this process does the rest of the
     # run's work on the other core: scoring production on the same holdout (evaluate checks
     # that it is still production before it uses the score), hashing the data and profiling
@@ -292,20 +294,11 @@ def _serve_trained_model(state: RunState, env: WorkerEnv) -> None:
     env.models.put(loaded)
 
 
-def _check_and_split(
+def _hash_and_split(
     frame: pd.DataFrame, spec: PipelineSpec, kind: EstimatorKind
-) -> tuple[DataCheck, tuple[RowHashes, Holdout] | None]:
-    """The data checks, then, only for data that passed, the row hashes (which the split and
-    the data fingerprint both need) and the holdout split.
-
-    One call, one after the other: both hold the interpreter lock for most of their time, so
-    in two threads they took turns at about the cost of both, and the train step waited for
-    the split after the checks had ended."""
-    check = check_data(frame, spec, kind)
-    if not check.passed:
-        return check, None
-    hashes = row_hashes(frame)
-    return check, (hashes, split_holdout(frame, spec, kind, hashes))
+) -> tuple[RowHashes, Holdout]:
+    hashes = row_hashes(frame)  # the split and the data fingerprint both need them
+    return hashes, split_holdout(frame, spec, kind, hashes)
 
 
 def _scoring(state: RunState, env: WorkerEnv) -> Scoring:
