@@ -212,9 +212,7 @@ def _advance(
         # its step boundaries wait on this transaction.
         if finished is not None:
             name, detail = finished
-            started = func.coalesce(RunStep.started_at, literal(now, RunStep.started_at.type))
-            ended = {"status": "completed", "detail": detail, "finished_at": now}
-            _set_step(session, run.id, name, started_at=started, **ended)
+            _end_step(session, run.id, name, "completed", detail, now)
         stop = _stop_reason(run, state.spec.timeout_s, f"before step {next_step}")
         if stop is None:
             _set_step(session, run.id, next_step, status="running", started_at=now)
@@ -222,12 +220,24 @@ def _advance(
         raise stop
 
 
+def _end_step(
+    session: Session, run_id: int, name: str, status: str, detail: str | None, now: datetime
+) -> None:
+    """Record how step `name` ended (a step that never started started now)."""
+    started = func.coalesce(RunStep.started_at, literal(now, RunStep.started_at.type))
+    _set_step(
+        session, run_id, name, status=status, detail=detail, started_at=started, finished_at=now
+    )
+
+
 def _set_step(session: Session, run_id: int, name: str, **values: Any) -> None:
+    """One UPDATE statement. A step this session has loaded (the run's end loads them all)
+    takes the plain values and reloads the computed ones when next read ("fetch")."""
     session.execute(
         update(RunStep)
         .where(RunStep.run_id == run_id, RunStep.name == name)
         .values(**values)
-        .execution_options(synchronize_session=False)  # the run's steps are not loaded here
+        .execution_options(synchronize_session="fetch")
     )
 
 
@@ -249,19 +259,6 @@ def _out_of_time(started_at: datetime, timeout_s: float, where: str) -> Stopped 
     )
 
 
-def _end_step(session: Session, run_id: int, name: str, status: str, detail: str | None) -> None:
-    step = _step(session, run_id, name)
-    step.status, step.detail = status, detail
-    step.started_at = step.started_at or utcnow()
-    step.finished_at = utcnow()
-
-
-def _step(session: Session, run_id: int, name: str) -> RunStep:
-    return session.scalars(
-        select(RunStep).where(RunStep.run_id == run_id, RunStep.name == name)
-    ).one()
-
-
 def _fence(run_id: int, env: WorkerEnv) -> Callable[[Session, str], None]:
     """Called inside the promotion's transaction: the run completes in the same commit."""
 
@@ -269,7 +266,7 @@ def _fence(run_id: int, env: WorkerEnv) -> Callable[[Session, str], None]:
         run = _owned_run(session, run_id, env)
         if run.cancel_requested:
             raise Stopped(t.CANCELLED, "Cancelled before the promotion")
-        _end_step(session, run_id, "deploy", "completed", detail)
+        _end_step(session, run_id, "deploy", "completed", detail, utcnow())
         promoted = t.transition(session, run, t.COMPLETED)
         _after_settle(session, env, promoted)
 
@@ -282,7 +279,7 @@ def _finish(state: RunState, env: WorkerEnv, step_name: str, ending: Ending) -> 
         if run is None or run.owner != env.owner or run.status != t.RUNNING:
             return  # completed by the promotion's transaction, or reaped by another process
         if ending.status != t.COMPLETED or step_name != "deploy":
-            _end_step(session, run.id, step_name, ending.step_status, ending.detail)
+            _end_step(session, run.id, step_name, ending.step_status, ending.detail, utcnow())
         _skip_pending(run)
         promoted = t.transition(session, run, ending.status, error=ending.error)
         retry = runs.schedule_retry(session, run, state.spec) if ending.status == t.FAILED else None
