@@ -17,12 +17,15 @@ import numpy.typing as npt
 import pandas as pd
 import pytest
 from sklearn.datasets import load_iris
+from sklearn.tree import DecisionTreeClassifier
 
 from app.execution import fitting, processes, rehearsal, transfer
 from app.execution.processes import Children, ProcessLost
 from app.registry.artifacts import LocalArtifactStore
 from app.spec.schema import PipelineSpec
 from app.training.errors import TrainingError
+from app.training.fingerprint import row_hashes
+from app.training.holdout import Split, split_holdout
 
 
 class Unpicklable(Exception):
@@ -131,32 +134,63 @@ def iris_task(store: LocalArtifactStore, version: int = 1) -> fitting.Task:
             "name": "iris",
             "source": {"kind": "sklearn", "dataset": "iris"},
             "target": "target",
-            "model": {"estimator": "sklearn.tree.DecisionTreeClassifier"},
+            "model": {
+                "estimator": "sklearn.tree.DecisionTreeClassifier",
+                "params": {"random_state": 0},
+            },
         }
     )
     return fitting.Task(spec, "classifier", ("sklearn.",), None, store, "iris", version)
 
 
+def iris_split(child: processes.Child, task: fitting.Task) -> Split:
+    """The iris rows split in `child`, which keeps them for its next fit."""
+    return child.call(fitting.split, (load_iris(as_frame=True).frame, task.spec, task.kind), None)
+
+
+def test_the_training_process_splits_as_the_service_would_and_fits_on_its_training_side(
+    children: Children, tmp_path: Path
+) -> None:
+    frame = load_iris(as_frame=True).frame
+    task = iris_task(LocalArtifactStore(tmp_path))
+    expected = split_holdout(frame, task.spec, task.kind)
+    with children.reserved() as child:
+        seen = iris_split(child, task)
+        candidate = child.call(fitting.fit, (task,), None)
+        model = child.call(fitting.take_model, (), None)
+        # The rows went to that fit: the next fit needs a split of its own.
+        with pytest.raises(RuntimeError, match="holds no split rows"):
+            child.call(fitting.fit, (task,), None)
+    assert seen.train_rows == len(expected.X_train) == 120
+    assert seen.X_test.equals(expected.X_test) and seen.y_test.equals(expected.y_test)
+    assert seen.y_train.equals(expected.y_train)
+    assert (seen.hashes == row_hashes(frame)).all()
+    # Fitted on exactly the training side: the same tree as a fit on it here.
+    here = DecisionTreeClassifier(random_state=0).fit(expected.X_train, expected.y_train)
+    X = frame.drop(columns="target")  # noqa: N806
+    assert (model.predict(X) == here.predict(X)).all()
+    assert candidate.score == model.score(expected.X_test, expected.y_test)
+
+
 def test_a_candidate_is_scored_stored_and_served_as_one_model(
     children: Children, tmp_path: Path
 ) -> None:
-    frame = load_iris(as_frame=True).frame.sample(frac=1.0, random_state=0)
-    X, y = frame.drop(columns="target"), frame["target"]  # noqa: N806
-    train, test = slice(0, 100), slice(100, None)
+    frame = load_iris(as_frame=True).frame
+    X = frame.drop(columns="target")  # noqa: N806
     store = LocalArtifactStore(tmp_path)
     with children.reserved() as child:
-        args = (iris_task(store), X[train], y[train], X[test], y[test])
-        candidate = child.call(fitting.fit, args, None)
+        h = iris_split(child, iris_task(store))
+        candidate = child.call(fitting.fit, (iris_task(store),), None)
         stored = child.call(fitting.stored, (), None)
         model = child.call(fitting.take_model, (), None)
         # Taken: the child holds no candidate any more, and says so instead of writing another.
         with pytest.raises(RuntimeError, match="holds no fitted candidate"):
             child.call(fitting.stored, (), None)
     # The score, the artifact and the served model are all the one fitted in the child.
-    assert candidate.score == model.score(X[test], y[test])
+    assert candidate.score == model.score(h.X_test, h.y_test)
     loaded = store.load(stored.uri, stored.sha256)
     assert (loaded.predict(X) == model.predict(X)).all()
-    assert (candidate.predictions.predict(X[test]) == model.predict(X[test])).all()
+    assert (candidate.predictions.predict(h.X_test) == model.predict(h.X_test)).all()
 
 
 def loaded_modules() -> frozenset[str]:
@@ -169,11 +203,11 @@ def test_a_new_training_process_imports_nothing_for_its_first_candidate(
     # The forkserver rehearsed a run's ML work as it preloaded (app.execution.rehearsed):
     # what scikit-learn, pandas and skops import on first use, the first run would import
     # beside its fit.
-    frame = load_iris(as_frame=True).frame
-    X, y = frame.drop(columns="target"), frame["target"]  # noqa: N806
+    task = iris_task(LocalArtifactStore(tmp_path))
     with children.reserved() as child:
         before = child.call(loaded_modules, (), None)
-        child.call(fitting.fit, (iris_task(LocalArtifactStore(tmp_path)), X, y, X, y), None)
+        iris_split(child, task)
+        child.call(fitting.fit, (task,), None)
         child.call(fitting.stored, (), None)
         after = child.call(loaded_modules, (), None)
     assert sorted(after - before) == []
@@ -215,14 +249,18 @@ def test_the_start_up_rehearsal_runs_clean(caplog: pytest.LogCaptureFixture) -> 
 
 
 def test_a_candidate_nobody_takes_is_forgotten(children: Children, tmp_path: Path) -> None:
-    frame = load_iris(as_frame=True).frame
-    X, y = frame.drop(columns="target"), frame["target"]  # noqa: N806
-    store = LocalArtifactStore(tmp_path)
+    task = iris_task(LocalArtifactStore(tmp_path), 3)
     with children.reserved() as child:
-        child.call(fitting.fit, (iris_task(store, 3), X, y, X, y), None)
+        iris_split(child, task)
+        child.call(fitting.fit, (task,), None)
         child.call(fitting.forget, (), None)
         with pytest.raises(RuntimeError, match="holds no fitted candidate"):
             child.call(fitting.take_model, (), None)
+        # Split rows nobody fitted on are forgotten too (a run rejected by validate).
+        iris_split(child, task)
+        child.call(fitting.forget, (), None)
+        with pytest.raises(RuntimeError, match="holds no split rows"):
+            child.call(fitting.fit, (task,), None)
     # Forgetting waits for the artifact: a later fit never races an earlier write.
     assert (tmp_path / "iris" / "v3.skops").is_file()
 

@@ -4,6 +4,7 @@ of a retired process are tested in test_processes.py)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -34,3 +35,43 @@ def test_without_warm_start_no_training_process_runs_until_a_run(tmp_path: Path)
         assert len(descendants(server.process.pid)) < WARM_PROCESSES
     finally:
         server.kill()
+
+
+def finished_run(api: httpx.Client, name: str) -> dict[str, object]:
+    run_id = api.post(f"/pipelines/{name}/runs").json()["id"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        run: dict[str, object] = api.get(f"/runs/{run_id}").json()
+        if run["status"] not in ("queued", "running"):
+            return run
+        time.sleep(0.05)
+    raise AssertionError(f"run {run_id} did not end in 60 s")
+
+
+def test_a_run_its_checks_reject_gives_its_training_process_back(tmp_path: Path) -> None:
+    # The training process starts splitting the rows while the service checks them; a run the
+    # checks reject collects that split before it gives the process back, so the next run
+    # finds the same warm process instead of a killed one and a new one starting.
+    server = Server(tmp_path, MLOPS_WARM_START="true")
+    spec = {
+        "name": "iris",
+        "source": {"kind": "sklearn", "dataset": "iris"},
+        "target": "target",
+        "model": {"estimator": "sklearn.tree.DecisionTreeClassifier"},
+    }
+    try:
+        server.start()
+        assert server.process is not None
+        with server.api() as api:
+            strict = {**spec, "validation": {"min_rows": 10_000}}
+            assert api.post("/pipelines", json=strict).status_code == 201
+            warm = descendants(server.process.pid)
+            rejected = finished_run(api, "iris")
+            assert api.put("/pipelines/iris", json=spec).status_code == 200
+            assert descendants(server.process.pid) == warm
+            completed = finished_run(api, "iris")
+            assert descendants(server.process.pid) == warm
+    finally:
+        server.kill()
+    assert rejected["status"] == "rejected"
+    assert completed["status"] == "completed"

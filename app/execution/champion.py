@@ -20,7 +20,7 @@ from app.registry.serving import ModelCache
 from app.spec.estimators import EstimatorKind
 from app.spec.schema import Evaluation
 from app.training.evaluation import GateDecision, score
-from app.training.holdout import Holdout
+from app.training.holdout import Split
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class Scoring:
     factory: SessionFactory
     models: ModelCache
     pipeline_id: int
-    holdout: Holdout
+    holdout: Split
     metric: str
     kind: EstimatorKind
 

@@ -1,11 +1,15 @@
-"""What a training process does for a run: fit the candidate, score it, write its artifact.
+"""What a training process does for a run: split its rows, fit the candidate, score it, write
+its artifact.
 
 All of it stays out of the service's process: a fit takes seconds, and predicting and
 serialising a forest tens to hundreds of milliseconds more, nearly all of it holding an
-interpreter lock that the control plane would otherwise wait for.
+interpreter lock that the control plane would otherwise wait for. The split comes here too,
+while the service validates the same rows: in the service it waited for the checks and the
+step's bookkeeping to give it the lock, and the fit waited for it.
 
-One call (fit) returns as soon as the candidate is scored on the holdout; its artifact is
-written meanwhile by another thread of the child, and a second call (stored) waits for it.
+One call (split) hashes and splits the run's rows, keeps the training side and sends back the
+rest; the next (fit) returns as soon as the candidate is scored on the holdout; its artifact is
+written meanwhile by another thread of the child, and a third call (stored) waits for it.
 The model itself never crosses back on the run's way: the score and the holdout predictions
 the gate needs do, and the model follows only for serving, after the run has ended (take_model).
 A child holds one candidate at a time (app.execution.processes.reserved).
@@ -31,6 +35,8 @@ from app.spec.estimators import EstimatorKind
 from app.spec.schema import PipelineSpec
 from app.training.errors import EvaluationError, TrainingError
 from app.training.evaluation import PredictedOnce, Recorded, score
+from app.training.fingerprint import row_hashes
+from app.training.holdout import Holdout, Split, split_holdout
 from app.training.trainer import TrainedModel, train
 
 log = logging.getLogger(__name__)
@@ -69,21 +75,30 @@ class _Held:
 
 # The child's candidate, from fit until take_model or forget (one call at a time per child).
 _held: list[_Held] = []
+# The run's rows, from split until fit.
+_rows: list[Holdout] = []
 # Threads start on the first submit, in a training process: the forkserver, which imports
 # this module, stays single-threaded.
 _writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlops-artifact")
 
 
-def fit(
-    task: Task,
-    X: pd.DataFrame,  # noqa: N803 (sklearn's X)
-    y: pd.Series,
-    X_test: pd.DataFrame,  # noqa: N803
-    y_test: pd.Series,
-) -> Candidate:
-    """Fit on the train split, start writing the artifact, score on the holdout."""
-    forget()  # a candidate a stopped run left behind is not kept for long
-    trained = _fit_capped(task, X, y)
+def split(frame: pd.DataFrame, spec: PipelineSpec, kind: EstimatorKind) -> Split:
+    """Split the run's rows by hash and keep them for fit; what the service needs of them."""
+    forget()  # what a stopped run left behind is not kept for long
+    hashes = row_hashes(frame)
+    rows = split_holdout(frame, spec, kind, hashes)
+    _rows.append(rows)
+    return rows.seen_from_outside(hashes)
+
+
+def fit(task: Task) -> Candidate:
+    """Fit on the rows split last, start writing the artifact, score on the holdout."""
+    if not _rows:
+        raise RuntimeError("this training process holds no split rows to fit on")
+    rows = _rows.pop()
+    X_test, y_test = rows.X_test, rows.y_test  # noqa: N806 (sklearn's X)
+    trained = _fit_capped(task, rows.X_train, rows.y_train)
+    del rows  # the training rows are freed while the candidate is scored
     model = trained.model
     written = _writer.submit(task.store.save, task.pipeline, task.version, model)
     _held.append(_Held(model, written))
@@ -111,7 +126,8 @@ def take_model() -> Pipeline:
 
 
 def forget() -> None:
-    """Drop the candidate, once its artifact is no longer being written."""
+    """Drop the split rows and the candidate, once its artifact is no longer being written."""
+    _rows.clear()
     wait([held.artifact for held in _held])
     _held.clear()
 

@@ -31,7 +31,7 @@ from contextlib import AbstractContextManager, contextmanager
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import ForkServerContext, SpawnContext
 from multiprocessing.process import BaseProcess
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from app.execution import orphans, transfer
 
@@ -95,12 +95,22 @@ class Child:
 
     def call(self, fn: Callable[..., T], args: tuple[Any, ...], stop: StopCheck | None) -> T:
         """fn(*args) in the child; its exception is raised here. Kills the child on a stop."""
+        return self.start(fn, args).result(stop)
+
+    def start(self, fn: Callable[..., T], args: tuple[Any, ...]) -> Pending[T]:
+        """Send fn(*args) to the child and return at once; the answer is read with
+        `.result(stop)`, which must come before the next call."""
         self.calls += 1
         self.busy = True
         try:
             transfer.send(self.conn, (fn, args), self.outbox)
         except OSError as exc:
-            raise ProcessLost(self._death()) from exc
+            lost = ProcessLost(self._death())
+            lost.__cause__ = exc
+            return Pending(self, lost)
+        return Pending(self)
+
+    def _answer(self, stop: StopCheck | None) -> Any:
         while not wait([self.conn, self.process.sentinel], timeout=WATCH_S):
             reason = stop() if stop is not None else None
             if reason is not None:
@@ -115,8 +125,7 @@ class Child:
             self.outbox.close()  # a rare huge input is not worth keeping the memory for
         if not ok:
             raise value
-        result: T = value
-        return result
+        return value
 
     def healthy(self) -> bool:
         return not self.busy and not self.conn.closed and self.process.is_alive()
@@ -137,6 +146,27 @@ class Child:
             hint = " (out of memory?)" if name == "SIGKILL" else ""
             return f"the training process was killed by {name}{hint}"
         return f"the training process exited unexpectedly (exit code {code})"
+
+
+class Pending(Generic[T]):
+    """A call sent to a child: its answer is read once, then given to every later ask."""
+
+    def __init__(self, child: Child, failed: Exception | None = None) -> None:
+        self._child = child
+        self._read, self._error = failed is not None, failed
+        self._value: Any = None
+
+    def result(self, stop: StopCheck | None) -> T:
+        """The call's result, or its exception; waits for it, killing the child on a stop."""
+        if not self._read:
+            try:
+                self._value = self._child._answer(stop)
+            except Exception as exc:
+                self._error = exc
+            self._read = True
+        if self._error is not None:
+            raise self._error
+        return cast(T, self._value)
 
 
 class Children:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -41,8 +41,8 @@ from app.training.baseline import no_skill_baseline
 from app.training.chance import Draws, chance_skill, draws
 from app.training.errors import EvaluationError
 from app.training.evaluation import Baseline, GateDecision, candidate_gate, gate, skill
-from app.training.fingerprint import DataFingerprint, RowHashes, fingerprint, row_hashes
-from app.training.holdout import Holdout, split_holdout
+from app.training.fingerprint import DataFingerprint, fingerprint
+from app.training.holdout import Split
 from app.training.reference import reference_profile
 from app.training.trainer import feature_columns
 from app.training.validation import check_data
@@ -64,8 +64,9 @@ class RunState:
     # fit runs, so that the fit is killed instead of waited for.
     interrupt: Callable[[str], Stopped | None]
     frame: pd.DataFrame | None = None
-    split: Future[tuple[RowHashes, Holdout]] | None = None
-    holdout: Holdout | None = None
+    # Split by the run's training process, which keeps the training rows for the fit.
+    split: processes.Pending[Split] | None = None
+    holdout: Split | None = None
     trained: fitting.Candidate | None = None
     # The training process that holds the candidate, reserved from train to the run's end.
     trainer: processes.Child | None = None
@@ -96,6 +97,10 @@ def load_data(state: RunState, env: WorkerEnv) -> str:
             attempts=attempts,
         )
     state.frame = frame
+    # The run's training process splits the rows while this one records the step and checks
+    # them; it keeps the training side for the fit (which waits for the checks).
+    state.split = _trainer(state).start(fitting.split, (frame, state.spec, state.kind))
+    state.held.callback(_collect, state.split)
     where = describe_source(state.spec.source)
     # An http(s) source that needed more than one try says so, attempt by attempt.
     fetched = f" {attempts[0]}" if attempts else ""
@@ -104,9 +109,9 @@ def load_data(state: RunState, env: WorkerEnv) -> str:
 
 def validate(state: RunState, env: WorkerEnv) -> str:
     assert state.frame is not None
-    # Splitting is pure computation on the loaded frame: it runs beside the checks, and a
-    # rejected run just drops it. No model is trained before the data passes.
-    state.split = compute.submit(_hash_and_split, state.frame, state.spec, state.kind)
+    # The training process is splitting the same rows meanwhile (load_data), with its own
+    # interpreter lock; a rejected run just drops the split. No model is trained before the
+    # data passes.
     check = compute.run(check_data, state.frame, state.spec, state.kind)
     if not check.passed:
         raise Rejected(check.reason)
@@ -117,8 +122,11 @@ def train_model(state: RunState, env: WorkerEnv) -> str:
     assert state.frame is not None and state.split is not None
     with read_only_unit(env.factory) as session:  # while the split is being finished
         version = registry.next_version(session=session, pipeline_id=state.pipeline_id)
-    frame, (hashes, h) = state.frame, state.split.result()
-    state.holdout = h
+    try:
+        h = state.holdout = state.split.result(lambda: state.interrupt("train"))
+    except processes.ProcessLost as exc:
+        raise Failed(f"Training failed: {exc}") from exc
+    frame = state.frame
     # While the candidate fits in a training process, this process does the rest of the
     # run's work on the other core: scoring production on the same holdout (evaluate checks
     # that it is still production before it uses the score), hashing the data and profiling
@@ -127,7 +135,7 @@ def train_model(state: RunState, env: WorkerEnv) -> str:
     metric = state.spec.evaluation.metric
     state.baseline = compute.submit(no_skill_baseline, h.y_train, h.y_test, metric, state.kind)
     state.draws = compute.submit(draws, h.y_test)  # the chance level's label shuffles
-    state.fingerprint = compute.submit(fingerprint, frame, hashes)
+    state.fingerprint = compute.submit(fingerprint, frame, h.hashes)
     state.reference = compute.submit(reference_profile, frame, feature_columns(state.spec, frame))
     crash_point("during_train")
     try:
@@ -136,7 +144,7 @@ def train_model(state: RunState, env: WorkerEnv) -> str:
         raise Failed(f"Training failed: {exc}") from exc
     assert state.trained is not None
     estimator = state.spec.model.estimator.rpartition(".")[2]
-    rows = len(state.holdout.X_train)
+    rows = h.train_rows
     return f"{estimator} fitted on {rows} rows in {state.trained.fit_seconds:.2f} s"
 
 
@@ -160,7 +168,7 @@ def _fit_and_score(state: RunState, env: WorkerEnv, version: int) -> None:
         version=version,
     )
     child = _trainer(state)
-    state.trained = child.call(fitting.fit, (task, h.X_train, h.y_train, h.X_test, h.y_test), stop)
+    state.trained = child.call(fitting.fit, (task,), stop)
     metric, no_skill = state.spec.evaluation.metric, state.baseline.result().value
     recorded = state.trained.predictions
     drawn = state.draws.result()
@@ -171,12 +179,19 @@ def _fit_and_score(state: RunState, env: WorkerEnv, version: int) -> None:
 
 
 def _trainer(state: RunState) -> processes.Child:
-    """The run's training process, reserved until the run has ended; it forgets the
-    candidate then, unless deploy took it for serving."""
+    """The run's training process, reserved from load_data until the run has ended; it forgets
+    the split rows and the candidate then, unless deploy took the candidate for serving."""
     if state.trainer is None:
         state.trainer = state.held.enter_context(processes.reserved())
         state.held.callback(_forget, state.trainer)
     return state.trainer
+
+
+def _collect(pending: processes.Pending[Any]) -> None:
+    """Read the answer to a call a run that ended early never asked for, so that its training
+    process is free again (a stop killed it, or the call failed: nothing to read then)."""
+    with suppress(Exception):
+        pending.result(None)
 
 
 def _forget(child: processes.Child) -> None:
@@ -292,13 +307,6 @@ def _serve_trained_model(state: RunState, env: WorkerEnv) -> None:
     features = feature_columns(state.spec, state.frame)
     loaded = LoadedModel(state.pipeline_id, state.version, state.sha256, features, model)
     env.models.put(loaded)
-
-
-def _hash_and_split(
-    frame: pd.DataFrame, spec: PipelineSpec, kind: EstimatorKind
-) -> tuple[RowHashes, Holdout]:
-    hashes = row_hashes(frame)  # the split and the data fingerprint both need them
-    return hashes, split_holdout(frame, spec, kind, hashes)
 
 
 def _scoring(state: RunState, env: WorkerEnv) -> Scoring:

@@ -31,6 +31,23 @@ class Holdout:
     y_train: pd.Series
     y_test: pd.Series
 
+    def seen_from_outside(self, hashes: RowHashes) -> Split:
+        """What a process that does not fit needs of this split (see Split)."""
+        return Split(hashes, self.X_test, self.y_test, self.y_train, len(self.X_train))
+
+
+@dataclass(frozen=True)
+class Split:
+    """A split as the service sees it while a training process holds the training rows: the
+    holdout to score on, the training labels (the no-skill baseline is fitted on them), how
+    many training rows there are, and every row's hash (the data fingerprint)."""
+
+    hashes: RowHashes
+    X_test: pd.DataFrame
+    y_test: pd.Series
+    y_train: pd.Series
+    train_rows: int
+
 
 def split_holdout(
     frame: pd.DataFrame,
