@@ -37,7 +37,14 @@ RESEND_LEASES = 3
 
 def owner_id() -> str:
     """Identifies this process as a run owner: host, pid, and a start nonce."""
-    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+    owner = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
+    _OWNED_HERE.add(owner)
+    return owner
+
+
+# The owner ids this process made: one per service or worker it runs (an embedding
+# application, the tests, may run several). Another owner with our pid is a previous process.
+_OWNED_HERE: set[str] = set()
 
 
 def process_name() -> str:
@@ -143,7 +150,8 @@ def _dead_here(owner: str | None) -> bool:
         return False
     pid = int(pid_text)
     if pid == os.getpid():
-        return True  # a previous process with our pid (a container restart, say)
+        # A previous process with our pid (a container restart, say), or one of ours.
+        return owner not in _OWNED_HERE
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
