@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, lazyload
 
 from app.auth import audit
 from app.auth.roles import Actor
@@ -160,19 +160,30 @@ def gate_refusal(session: Session, version: ModelVersion) -> str | None:
 
 
 def _switch(session: Session, plan: Plan, request: Request, detail: str) -> Promotion:
-    versions = {
-        row.version: row
-        for row in session.scalars(
-            select(ModelVersion)
-            .where(ModelVersion.pipeline_id == plan.pipeline_id)
-            .with_for_update()
-        )
-    }
-    current = next((v for v, row in versions.items() if row.stage == registry.PRODUCTION), None)
+    # Every version is locked, so that two promotions of one pipeline queue and the second
+    # sees the first's production; as rows of two columns, not as objects with their metrics
+    # and params: a pipeline retrained for years has thousands of versions.
+    stages = session.execute(
+        select(ModelVersion.version, ModelVersion.stage)
+        .where(ModelVersion.pipeline_id == plan.pipeline_id)
+        .with_for_update()
+    ).all()
+    current = next((v for v, stage in stages if stage == registry.PRODUCTION), None)
     if current != plan.from_version:
         raise Conflict(
             f"Production changed to version {current} while deploying; nothing was changed, retry"
         )
+    versions = {
+        row.version: row
+        for row in session.scalars(
+            select(ModelVersion).where(
+                ModelVersion.pipeline_id == plan.pipeline_id,
+                ModelVersion.version.in_(
+                    [plan.to_version, *([current] if current is not None else [])]
+                ),
+            )
+        )
+    }
     if current is not None:
         versions[current].stage = registry.ARCHIVED
         session.flush()  # the one-production index must see the old row leave first
@@ -225,7 +236,7 @@ def _audit(session: Session, plan: Plan, request: Request) -> None:
 
 
 def _approve_run(session: Session, run_id: int | None) -> None:
-    run = session.get(Run, run_id) if run_id is not None else None
+    run = session.get(Run, run_id, options=[lazyload(Run.steps)]) if run_id is not None else None
     if run is not None and run.status == t.AWAITING_APPROVAL:
         t.transition(session, run, t.COMPLETED)
 
