@@ -71,6 +71,8 @@ CALLS_PER_CHILD = 50  # a fresh child now and then returns memory a fit's alloca
 KEEP_OUTBOX_BYTES = 256 << 20  # a child's shared input file is kept up to this size
 WATCH_S = 0.2  # how often a waiting call asks whether to stop
 ORPHAN_CHECK_S = 1.0
+# Memory a new training process faults in for its fits before its first call (_prefault).
+PREFAULT_MB = 24
 
 
 class ProcessLost(Exception):
@@ -267,7 +269,28 @@ def serve(conn: Connection) -> None:
     # arena, which keeps freed memory for the next fit, where the main thread's arena hands
     # it back to the OS and faults it in again (~70 ms of a 1 s fit on this VM).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlops-fit") as worker:
+        worker.submit(_prefault, PREFAULT_MB)  # while the process waits for its first call
         _loop(conn, worker)
+
+
+def _prefault(megabytes: int) -> None:
+    """Put the process's allocator in the state a used training process is in, and give the
+    calling thread's malloc arena `megabytes` of memory already faulted in.
+
+    glibc serves a large block from mmap while its threshold is low (128 kB at start), so a
+    new process's first fit maps and unmaps its arrays, fresh pages every time, and trims the
+    arena whenever it frees; freeing a block that came from mmap raises the threshold to the
+    block's size (up to 32 MB) and lets an arena keep twice that. A used process is in that
+    state; a new one was not: its first fit of a 20-tree forest on 31,000 rows took ~10,400
+    page faults against ~800 for its second and ~15 for its third. Freeing a 16 MB array
+    raises the threshold to 16 MB; the pieces, freed, stay in the arena (under 32 MB).
+    The first fit then took ~1,600 faults."""
+    import numpy as np  # the training process has it imported (PRELOAD)
+
+    raised = np.ones(16 << 20, dtype=np.uint8)
+    del raised
+    pieces = [np.ones(1 << 20, dtype=np.uint8) for _ in range(megabytes)]
+    del pieces
 
 
 def _loop(conn: Connection, worker: ThreadPoolExecutor) -> None:
