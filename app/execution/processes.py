@@ -72,7 +72,7 @@ KEEP_OUTBOX_BYTES = 256 << 20  # a child's shared input file is kept up to this 
 WATCH_S = 0.2  # how often a waiting call asks whether to stop
 ORPHAN_CHECK_S = 1.0
 # Memory a new training process faults in for its fits before its first call (_prefault).
-PREFAULT_MB = 24
+PREFAULT_MB = 56
 
 
 class ProcessLost(Exception):
@@ -281,13 +281,15 @@ def _prefault(megabytes: int) -> None:
     new process's first fit maps and unmaps its arrays, fresh pages every time, and trims the
     arena whenever it frees; freeing a block that came from mmap raises the threshold to the
     block's size (up to 32 MB) and lets an arena keep twice that. A used process is in that
-    state; a new one was not: its first fit of a 20-tree forest on 31,000 rows took ~10,400
-    page faults against ~800 for its second and ~15 for its third. Freeing a 16 MB array
-    raises the threshold to 16 MB; the pieces, freed, stay in the arena (under 32 MB).
-    The first fit then took ~1,600 faults."""
+    state; a new one was not. Its first fit of a 20-tree forest on 31,000 rows took ~10,400
+    page faults against ~15 for its third; a logistic regression on 225,000 rows, ~7,500
+    against ~2,000 and 70-140 ms more CPU. Freeing a 30 MB array raises the threshold to
+    30 MB; the pieces, freed, stay in the arena (under 60 MB). The first fits then took
+    ~1,600 and ~3,500 faults, and every logistic fit after them ~25.
+    """
     import numpy as np  # the training process has it imported (PRELOAD)
 
-    raised = np.ones(16 << 20, dtype=np.uint8)
+    raised = np.ones(30 << 20, dtype=np.uint8)
     del raised
     pieces = [np.ones(1 << 20, dtype=np.uint8) for _ in range(megabytes)]
     del pieces
