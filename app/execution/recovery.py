@@ -35,16 +35,16 @@ log = logging.getLogger(__name__)
 RESEND_LEASES = 3
 
 
+# The owner ids this process made: one per service or worker it runs (an embedding
+# application, the tests, may run several). Another owner with our pid is a previous process.
+_OWNED_HERE: set[str] = set()
+
+
 def owner_id() -> str:
     """Identifies this process as a run owner: host, pid, and a start nonce."""
     owner = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
     _OWNED_HERE.add(owner)
     return owner
-
-
-# The owner ids this process made: one per service or worker it runs (an embedding
-# application, the tests, may run several). Another owner with our pid is a previous process.
-_OWNED_HERE: set[str] = set()
 
 
 def process_name() -> str:

@@ -68,7 +68,7 @@ class RunState:
     split: processes.Pending[Split] | None = None
     holdout: Split | None = None
     trained: fitting.Candidate | None = None
-    # The training process that holds the candidate, reserved from train to the run's end.
+    # The training process that holds the split rows, then the candidate: load_data to the end.
     trainer: processes.Child | None = None
     held: ExitStack = field(default_factory=ExitStack)
     version: int | None = None
