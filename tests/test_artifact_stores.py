@@ -150,7 +150,8 @@ def test_a_training_process_writes_to_the_store(
     children = Children()
     try:
         with children.reserved() as child:
-            child.call(fitting.fit, (task, X, Y, X, Y), None)
+            child.call(fitting.split, (load_iris(as_frame=True).frame, spec, "classifier"), None)
+            child.call(fitting.fit, (task,), None)
             stored = child.call(fitting.stored, (), None)
             model = child.call(fitting.take_model, (), None)
     finally:
