@@ -76,8 +76,14 @@ def recover_at_start(env: WorkerEnv) -> None:
 def interrupt_owned(env: WorkerEnv) -> None:
     """At shutdown, after the grace period: end this process's runs that are still going."""
     with unit_of_work(env.factory) as session:
+        # Locked first, in id order: a run whose worker is writing its end or a step right
+        # now is waited for (and is then skipped if it ended), instead of written from both
+        # sides at once (a shutdown deadlocked with a run's worker on PostgreSQL, once in CI).
         running = session.scalars(
-            select(Run).where(Run.status == t.RUNNING, Run.owner == env.owner)
+            select(Run)
+            .where(Run.status == t.RUNNING, Run.owner == env.owner)
+            .order_by(Run.id)
+            .with_for_update()
         ).all()
         reason = "Interrupted by shutdown: the service stopped before the run ended"
         _end_lost(session, env, running, reason)
