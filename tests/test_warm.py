@@ -75,3 +75,39 @@ def test_a_run_its_checks_reject_gives_its_training_process_back(tmp_path: Path)
         server.kill()
     assert rejected["status"] == "rejected"
     assert completed["status"] == "completed"
+
+
+def test_a_restarted_service_has_production_loaded_before_it_is_ready(tmp_path: Path) -> None:
+    # The first run after a start scores production, and /predict serves it: both found it
+    # in memory only after reading its artifact. A restarted service loads it while it starts,
+    # so with the file gone afterwards it still serves it.
+    server = Server(tmp_path, MLOPS_WARM_START="true")
+    spec = {
+        "name": "iris",
+        "source": {"kind": "sklearn", "dataset": "iris"},
+        "target": "target",
+        "model": {"estimator": "sklearn.tree.DecisionTreeClassifier"},
+    }
+    flower = {
+        "sepal length (cm)": 5.1,
+        "sepal width (cm)": 3.5,
+        "petal length (cm)": 1.4,
+        "petal width (cm)": 0.2,
+    }
+    try:
+        server.start()
+        with server.api() as api:
+            assert api.post("/pipelines", json=spec).status_code == 201
+            assert finished_run(api, "iris")["status"] == "completed"
+        server.stop()
+        server.start()
+        artifacts = list((tmp_path / ".mlops").rglob("*.skops"))
+        assert len(artifacts) == 1
+        artifacts[0].unlink()
+        with server.api() as api:
+            served = api.post("/pipelines/iris/predict", json={"instances": [flower]})
+    finally:
+        server.kill()
+    assert served.status_code == 200, served.text
+    assert served.json()["model_version"] == 1
+    assert "preloaded 1 of 1 production models" in server.log.read_text()

@@ -12,6 +12,7 @@ import yaml
 from app.core import logs, migrate
 from app.core.db import make_engine, make_session_factory, unit_of_work
 from app.core.settings import Settings
+from app.execution.env import WorkerEnv
 from app.pipelines import service as pipelines
 from app.pipelines.parsing import parse_spec
 
@@ -39,11 +40,11 @@ def load_demo(settings: Settings) -> str:
     return spec.name
 
 
-def _warm_up_in_background(ready: threading.Event) -> None:
-    """The training stack imported and a training process started while the API starts;
-    /readyz answers 503 until then, so that the first run after a start is as fast as any
-    other. This process holds the training stack from the start (which it would load at the
-    first run anyway)."""
+def _warm_up_in_background(ready: threading.Event, env: WorkerEnv) -> None:
+    """The training stack imported, a training process started and production's models loaded
+    while the API starts; /readyz answers 503 until then, so that the first run after a start
+    is as fast as any other. This process holds the training stack and the models from the
+    start (which it would load at the first run, or the first /predict, anyway)."""
     ready.clear()
 
     def warm_up() -> None:
@@ -51,6 +52,7 @@ def _warm_up_in_background(ready: threading.Event) -> None:
 
         try:
             worker.warm_up()
+            worker.preload_production(env)
         except Exception:
             log.exception("could not prepare a training process; the first run will start one")
         finally:
@@ -75,7 +77,8 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, root_path: st
 
         processes.start_forkserver()
         if settings.warm_start:
-            _warm_up_in_background(app.state.services.training_ready)
+            services = app.state.services
+            _warm_up_in_background(services.training_ready, services.env)
     uvicorn.run(
         app, host=host, port=port, log_level="info", log_config=log_config, root_path=root_path
     )

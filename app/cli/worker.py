@@ -45,7 +45,7 @@ def run_worker(settings: Settings, *, name: str, concurrency: int, queues: list[
     _upgrade(settings)
     env, app = _environment(settings, name)
     register(app, lambda run_id: _execute(run_id, env))
-    _warm_up()
+    _warm_up(env)
     clock = Clock(workers=1)
     clock.start()
     recovery.recover_at_start(env)
@@ -82,13 +82,14 @@ def _environment(settings: Settings, name: str) -> tuple[WorkerEnv, Celery]:
     return env, app
 
 
-def _warm_up() -> None:
-    """Import the run code and start a training process now, not with the first run: a
-    run's start then waits for nothing but its claim."""
+def _warm_up(env: WorkerEnv) -> None:
+    """Import the run code, start a training process and load production's models now, not
+    with the first run: a run's start then waits for nothing but its claim."""
     from app.execution import worker
 
     processes.start_forkserver()
     worker.warm_up()
+    worker.preload_production(env)
 
 
 def _execute(run_id: int, env: WorkerEnv) -> None:

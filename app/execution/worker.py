@@ -28,6 +28,7 @@ from app.execution.outcomes import AwaitApproval, Rejected, StepOutcome, Stopped
 from app.execution.steps import STEPS, RunState, estimator_kind
 from app.pipelines import service as pipelines
 from app.pipelines.models import Pipeline
+from app.registry import service as registry
 from app.runs import service as runs
 from app.runs import transitions as t
 from app.runs.models import Run, RunStep
@@ -37,6 +38,8 @@ from app.training.errors import EvaluationError, TrainingError
 log = logging.getLogger(__name__)
 # During a fit the run's row is read at most this often (for a cancel or a lost lease).
 INTERRUPT_CHECK_S = 1.0
+# How long a start may spend loading production models before it reports ready.
+PRELOAD_S = 10.0
 EXPECTED = (StepOutcome, DomainError, TrainingError, EvaluationError)
 
 
@@ -58,6 +61,18 @@ def warm_up() -> None:
     rehearsal.rehearse()
     processes.warm_up()
     heap.settle()  # last: what start-up loaded is never walked by a full collection again
+
+
+def preload_production(env: WorkerEnv) -> None:
+    """Load production's models while the process starts, the latest promoted first, for at
+    most PRELOAD_S: a run's evaluate scores production on its holdout, and the first run after
+    a start read its artifact from the store (~110 ms of CPU for a 20-tree forest, beside the
+    fit); /predict serves from the same cache."""
+    with read_only_unit(env.factory) as session:
+        refs = registry.production_refs(session=session)
+    loaded = env.models.preload(refs, PRELOAD_S)
+    if refs:
+        log.info("preloaded %d of %d production models", loaded, len(refs))
 
 
 def execute(run_id: int, env: WorkerEnv) -> None:

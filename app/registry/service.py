@@ -102,10 +102,22 @@ def production_number(*, session: Session, pipeline_id: int) -> int | None:
 def production_ref(*, session: Session, pipeline_id: int) -> ModelRef | None:
     """How to load the production version, if there is one."""
     row = production(session=session, pipeline_id=pipeline_id)
-    if row is None:
-        return None
+    return None if row is None else _ref(row)
+
+
+def production_refs(*, session: Session) -> list[ModelRef]:
+    """How to load every pipeline's production version, the latest promoted first."""
+    rows = session.scalars(
+        select(ModelVersion)
+        .where(ModelVersion.stage == PRODUCTION)
+        .order_by(ModelVersion.promoted_at.desc().nulls_last(), ModelVersion.id.desc())
+    )
+    return [_ref(row) for row in rows]
+
+
+def _ref(row: ModelVersion) -> ModelRef:
     features = [str(f) for f in row.features]
-    return ModelRef(pipeline_id, row.version, row.sha256, row.artifact_uri, features)
+    return ModelRef(row.pipeline_id, row.version, row.sha256, row.artifact_uri, features)
 
 
 def ledger(*, session: Session, pipeline: Pipeline) -> list[Promotion]:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from app.registry.artifacts import ArtifactStore
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,26 @@ class ModelCache:
                 current = LoadedModel(ref.pipeline_id, ref.version, ref.sha256, ref.features, model)
                 self._models[ref.pipeline_id] = current
         return current
+
+    def preload(self, refs: Iterable[ModelRef], budget_s: float) -> int:
+        """Load these models in turn until `budget_s` has passed; how many were loaded. One
+        that does not load is logged and left to its first use, which reports it."""
+        deadline, loaded = time.monotonic() + budget_s, 0
+        for ref in refs:
+            if time.monotonic() >= deadline:
+                break
+            try:
+                self.get(ref)
+            except Exception as exc:
+                log.warning(
+                    "production v%s of pipeline %s did not preload: %s",
+                    ref.version,
+                    ref.pipeline_id,
+                    exc,
+                )
+                continue
+            loaded += 1
+        return loaded
 
     def put(self, loaded: LoadedModel) -> None:
         """Install a model already in memory (the run that trained it just promoted it)."""
