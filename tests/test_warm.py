@@ -37,6 +37,14 @@ def test_without_warm_start_no_training_process_runs_until_a_run(tmp_path: Path)
         server.kill()
 
 
+IRIS = {
+    "name": "iris",
+    "source": {"kind": "sklearn", "dataset": "iris"},
+    "target": "target",
+    "model": {"estimator": "sklearn.tree.DecisionTreeClassifier"},
+}
+
+
 def finished_run(api: httpx.Client, name: str) -> dict[str, object]:
     run_id = api.post(f"/pipelines/{name}/runs").json()["id"]
     deadline = time.monotonic() + 60
@@ -53,21 +61,15 @@ def test_a_run_its_checks_reject_gives_its_training_process_back(tmp_path: Path)
     # checks reject collects that split before it gives the process back, so the next run
     # finds the same warm process instead of a killed one and a new one starting.
     server = Server(tmp_path, MLOPS_WARM_START="true")
-    spec = {
-        "name": "iris",
-        "source": {"kind": "sklearn", "dataset": "iris"},
-        "target": "target",
-        "model": {"estimator": "sklearn.tree.DecisionTreeClassifier"},
-    }
     try:
         server.start()
         assert server.process is not None
         with server.api() as api:
-            strict = {**spec, "validation": {"min_rows": 10_000}}
+            strict = {**IRIS, "validation": {"min_rows": 10_000}}
             assert api.post("/pipelines", json=strict).status_code == 201
             warm = descendants(server.process.pid)
             rejected = finished_run(api, "iris")
-            assert api.put("/pipelines/iris", json=spec).status_code == 200
+            assert api.put("/pipelines/iris", json=IRIS).status_code == 200
             assert descendants(server.process.pid) == warm
             completed = finished_run(api, "iris")
             assert descendants(server.process.pid) == warm
@@ -82,12 +84,6 @@ def test_a_restarted_service_has_production_loaded_before_it_is_ready(tmp_path: 
     # in memory only after reading its artifact. A restarted service loads it while it starts,
     # so with the file gone afterwards it still serves it.
     server = Server(tmp_path, MLOPS_WARM_START="true")
-    spec = {
-        "name": "iris",
-        "source": {"kind": "sklearn", "dataset": "iris"},
-        "target": "target",
-        "model": {"estimator": "sklearn.tree.DecisionTreeClassifier"},
-    }
     flower = {
         "sepal length (cm)": 5.1,
         "sepal width (cm)": 3.5,
@@ -97,7 +93,7 @@ def test_a_restarted_service_has_production_loaded_before_it_is_ready(tmp_path: 
     try:
         server.start()
         with server.api() as api:
-            assert api.post("/pipelines", json=spec).status_code == 201
+            assert api.post("/pipelines", json=IRIS).status_code == 201
             assert finished_run(api, "iris")["status"] == "completed"
         server.stop()
         server.start()
