@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select, true
 from sqlalchemy.orm import Session
 
 from app.core.db import MAX_ID
@@ -101,23 +101,34 @@ def production_number(*, session: Session, pipeline_id: int) -> int | None:
 
 def production_ref(*, session: Session, pipeline_id: int) -> ModelRef | None:
     """How to load the production version, if there is one."""
-    row = production(session=session, pipeline_id=pipeline_id)
-    return None if row is None else _ref(row)
+    refs = _production_refs(session, ModelVersion.pipeline_id == pipeline_id)
+    return refs[0] if refs else None
 
 
 def production_refs(*, session: Session) -> list[ModelRef]:
     """How to load every pipeline's production version, the latest promoted first."""
-    rows = session.scalars(
-        select(ModelVersion)
-        .where(ModelVersion.stage == PRODUCTION)
+    return _production_refs(session, true())
+
+
+def _production_refs(session: Session, where: ColumnElement[bool]) -> list[ModelRef]:
+    """The production versions `where` selects, as the five columns a load needs: every
+    /predict and every run asks, and a start asks for all pipelines at once, none of them for
+    a version's metrics, params or fingerprint."""
+    rows = session.execute(
+        select(
+            ModelVersion.pipeline_id,
+            ModelVersion.version,
+            ModelVersion.sha256,
+            ModelVersion.artifact_uri,
+            ModelVersion.features,
+        )
+        .where(ModelVersion.stage == PRODUCTION, where)
         .order_by(ModelVersion.promoted_at.desc().nulls_last(), ModelVersion.id.desc())
     )
-    return [_ref(row) for row in rows]
-
-
-def _ref(row: ModelVersion) -> ModelRef:
-    features = [str(f) for f in row.features]
-    return ModelRef(row.pipeline_id, row.version, row.sha256, row.artifact_uri, features)
+    return [
+        ModelRef(pipeline_id, version, sha256, uri, [str(f) for f in features])
+        for pipeline_id, version, sha256, uri, features in rows
+    ]
 
 
 def ledger(*, session: Session, pipeline: Pipeline) -> list[Promotion]:
