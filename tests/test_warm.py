@@ -58,8 +58,10 @@ def finished_run(api: httpx.Client, name: str) -> dict[str, object]:
 
 def test_a_run_its_checks_reject_gives_its_training_process_back(tmp_path: Path) -> None:
     # The training process starts splitting the rows while the service checks them; a run the
-    # checks reject collects that split before it gives the process back, so the next run
-    # finds the same warm process instead of a killed one and a new one starting.
+    # checks reject collects that split before it gives the process back, so the process is
+    # not killed (and a new one started) for the next run. The run's end is committed just
+    # before the process is given back: a next run that starts in between takes a second
+    # process, so the check is that the first one lives on, not that no other starts.
     server = Server(tmp_path, MLOPS_WARM_START="true")
     try:
         server.start()
@@ -70,9 +72,9 @@ def test_a_run_its_checks_reject_gives_its_training_process_back(tmp_path: Path)
             warm = descendants(server.process.pid)
             rejected = finished_run(api, "iris")
             assert api.put("/pipelines/iris", json=IRIS).status_code == 200
-            assert descendants(server.process.pid) == warm
+            assert warm <= descendants(server.process.pid)
             completed = finished_run(api, "iris")
-            assert descendants(server.process.pid) == warm
+            assert warm <= descendants(server.process.pid)
     finally:
         server.kill()
     assert rejected["status"] == "rejected"
