@@ -38,6 +38,8 @@ from app.execution import orphans, transfer
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 StopCheck = Callable[[], Exception | None]
+# What a new training process does before its first call, in the thread its calls run in.
+Prepare = Callable[[], None]
 
 # What a training process would otherwise import at its first fit and its first artifact:
 # skops.io imports every scikit-learn estimator (~0.6 s), which covers whatever a spec names.
@@ -83,10 +85,10 @@ class ProcessLost(Exception):
 class Child:
     """One child process and the parent's end of its pipe."""
 
-    def __init__(self) -> None:
+    def __init__(self, prepare: Prepare | None = None) -> None:
         parent_end, child_end = _CONTEXT.Pipe()
         self.process: BaseProcess = _CONTEXT.Process(
-            target=serve, args=(child_end,), name="mlops-fit", daemon=True
+            target=serve, args=(child_end, prepare), name="mlops-fit", daemon=True
         )
         self.process.start()
         child_end.close()
@@ -173,11 +175,15 @@ class Pending(Generic[T]):
 
 
 class Children:
-    """The warm children of this process; a call takes one, gives it back when healthy."""
+    """The warm children of this process; a call takes one, gives it back when healthy.
 
-    def __init__(self) -> None:
+    `prepare` (a module-level function: it is pickled by name) runs in each new child before
+    its first call."""
+
+    def __init__(self, prepare: Prepare | None = None) -> None:
         self._idle: list[Child] = []
         self._lock = threading.Lock()
+        self.prepare = prepare
 
     def call(self, fn: Callable[..., T], *args: Any, stop: StopCheck | None = None) -> T:
         with self.reserved() as child:
@@ -211,7 +217,7 @@ class Children:
                 if child.healthy():
                     return child
                 child.close()
-        return Child()
+        return Child(self.prepare)
 
     def warm(self) -> None:
         """Start a child now unless one is idle, so that the next call waits for none."""
@@ -219,7 +225,7 @@ class Children:
             if self._idle:
                 return
         # No refill: a child that died at once would start the next, and that the next.
-        self._give_back(Child(), refill=False)
+        self._give_back(Child(self.prepare), refill=False)
 
     def _give_back(self, child: Child, *, refill: bool = True) -> None:
         now = time.monotonic()
@@ -248,9 +254,11 @@ def call(fn: Callable[..., T], *args: Any, stop: StopCheck | None = None) -> T:
     return CHILDREN.call(fn, *args, stop=stop)
 
 
-def warm_up() -> None:
+def warm_up(prepare: Prepare) -> None:
     """Have a training process ready (and the forkserver's imports done) before the first
-    run; the forkserver must already be running (start_forkserver)."""
+    run; the forkserver must already be running (start_forkserver). Every training process
+    started from now on runs `prepare` before its first call."""
+    CHILDREN.prepare = prepare
     CHILDREN.warm()
 
 
@@ -262,7 +270,7 @@ def reserved() -> AbstractContextManager[Child]:
 # --- the child's side ---------------------------------------------------------------------
 
 
-def serve(conn: Connection) -> None:
+def serve(conn: Connection, prepare: Prepare | None = None) -> None:
     """The child's loop: one call at a time until the parent closes the pipe."""
     _lower_priority()
     _exit_with_parent()
@@ -271,6 +279,8 @@ def serve(conn: Connection) -> None:
     # it back to the OS and faults it in again (~70 ms of a 1 s fit on this VM).
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlops-fit") as worker:
         worker.submit(_prefault, PREFAULT_MB)  # while the process waits for its first call
+        if prepare is not None:
+            worker.submit(prepare)
         _loop(conn, worker)
 
 

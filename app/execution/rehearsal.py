@@ -7,6 +7,13 @@ all of it, in the service (about 0.2 s of CPU more than the next run) and in its
 process, beside its fit. The service rehearses in its warm-up, before /readyz says ready;
 the forkserver rehearses as it preloads (app.execution.rehearsed), so that every training
 process forks with it done. A rehearsal that fails is logged and changes nothing else.
+
+A forked training process still paid for its first calls: the pages it shares with the
+forkserver are copied at the first write, its artifact writer's thread and that thread's
+memory start with the first artifact: 10 trees on 30,000 rows, split, fitted, scored and
+stored, took ~3,900 page faults and ~20 ms more in a new process than in a used one (~400).
+So each new training process also makes those calls on made-up rows before its first call
+(`rehearse_fitting`); its first run then takes ~1,100 page faults and no longer than the next.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import pickle
 import numpy as np
 import pandas as pd
 
+from app.execution import fitting
 from app.registry.artifacts import BlobArtifactStore, missing
 from app.spec.schema import PipelineSpec
 from app.training.baseline import no_skill_baseline
@@ -40,19 +48,21 @@ def rehearse() -> None:
         log.warning("the start-up rehearsal of a run failed; the first run pays", exc_info=True)
 
 
+def rehearse_fitting() -> None:
+    """A run's calls to its training process, made in it on made-up rows; never raises."""
+    try:
+        spec = _spec()
+        fitting.split(_made_up_rows(), spec, "classifier")
+        fitting.fit(fitting.Task(spec, "classifier", ("sklearn.",), None, _Memory(), "r", 1))
+        fitting.stored()
+        fitting.forget()
+    except Exception:
+        log.warning("the rehearsal in a training process failed; its first run pays", exc_info=True)
+
+
 def _rehearse() -> None:
     frame = _made_up_rows()
-    spec = PipelineSpec.model_validate(
-        {
-            "name": "rehearsal",
-            "source": {"kind": "csv", "path": "rehearsal.csv"},
-            "target": "label",
-            "model": {
-                "estimator": "sklearn.tree.DecisionTreeClassifier",
-                "params": {"max_depth": 2},
-            },
-        }
-    )
+    spec = _spec()
     check_data(frame, spec, "classifier")
     hashes = row_hashes(frame)
     h = split_holdout(frame, spec, "classifier", hashes)
@@ -67,6 +77,20 @@ def _rehearse() -> None:
     store = _Memory()
     stored = store.save("rehearsal", 1, model)
     store.load(stored.uri, stored.sha256).predict(h.X_test)
+
+
+def _spec() -> PipelineSpec:
+    return PipelineSpec.model_validate(
+        {
+            "name": "rehearsal",
+            "source": {"kind": "csv", "path": "rehearsal.csv"},
+            "target": "label",
+            "model": {
+                "estimator": "sklearn.tree.DecisionTreeClassifier",
+                "params": {"max_depth": 2},
+            },
+        }
+    )
 
 
 def _made_up_rows() -> pd.DataFrame:

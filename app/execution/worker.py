@@ -53,13 +53,14 @@ class Ending:
 
 def warm_up() -> None:
     """Import what scoring a fitted model takes, rehearse a run's ML work and have a training
-    process ready, so that the first run after a start waits for none of it (this module's own
+    process ready, which rehearses a run's calls to it (as will every training process started
+    later), so that the first run after a start waits for none of it (this module's own
     imports, the training stack, are done by then too), nor any later run for a full garbage
     collection over all of it (app.core.heap)."""
     for module in processes.WARM_MODULES:  # what loading production's artifact takes
         importlib.import_module(module)
     rehearsal.rehearse()
-    processes.warm_up()
+    processes.warm_up(rehearsal.rehearse_fitting)
     heap.settle()  # last: what start-up loaded is never walked by a full collection again
 
 
