@@ -25,6 +25,8 @@ def test_serve_is_ready_with_a_training_process_up(tmp_path: Path) -> None:
         assert httpx.get(f"{server.url}/readyz").json()["status"] == "ready"
     finally:
         server.kill()
+    # What a run frees is kept for the next one (app.core.heap).
+    assert "the memory allocator keeps freed memory for the next run" in server.log.read_text()
 
 
 def test_without_warm_start_no_training_process_runs_until_a_run(tmp_path: Path) -> None:

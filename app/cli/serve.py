@@ -9,7 +9,7 @@ from importlib import resources
 
 import yaml
 
-from app.core import logs, migrate
+from app.core import heap, logs, migrate
 from app.core.db import make_engine, make_session_factory, unit_of_work
 from app.core.settings import Settings
 from app.execution.env import WorkerEnv
@@ -68,6 +68,7 @@ def serve(settings: Settings, *, host: str, port: int, demo: bool, root_path: st
     from app.main import create_app
 
     log_config = logs.configure(settings.log_format)
+    heap.keep_freed_memory()
     upgrade_database(settings)
     if demo:
         load_demo(settings)

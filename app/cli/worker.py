@@ -15,7 +15,7 @@ import time
 
 from celery import Celery
 
-from app.core import migrate
+from app.core import heap, migrate
 from app.core.db import make_engine, make_session_factory
 from app.core.settings import Settings
 from app.execution import processes, recovery
@@ -41,6 +41,7 @@ def run_worker(settings: Settings, *, name: str, concurrency: int, queues: list[
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    heap.keep_freed_memory()
     settings = settings.model_copy(update={"executor": "celery"})
     _upgrade(settings)
     env, app = _environment(settings, name)
