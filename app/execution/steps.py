@@ -127,10 +127,12 @@ def train_model(state: RunState, env: WorkerEnv) -> str:
     except processes.ProcessLost as exc:
         raise Failed(f"Training failed: {exc}") from exc
     frame = state.frame
+    fitted = _trainer(state).start(fitting.fit, (_task(state, env, version),))
     # While the candidate fits in a training process, this process does the rest of the
     # run's work on the other core: scoring production on the same holdout (evaluate checks
     # that it is still production before it uses the score), hashing the data and profiling
-    # it for drift triggers.
+    # it for drift triggers. Started after the fit: these threads would hold the interpreter
+    # lock that sending the fit needs.
     state.production = compute.submit(production_score, _scoring(state, env))
     metric = state.spec.evaluation.metric
     state.baseline = compute.submit(no_skill_baseline, h.y_train, h.y_test, metric, state.kind)
@@ -139,7 +141,7 @@ def train_model(state: RunState, env: WorkerEnv) -> str:
     state.reference = compute.submit(reference_profile, frame, feature_columns(state.spec, frame))
     crash_point("during_train")
     try:
-        _fit_and_score(state, env, version)
+        _scored(state, fitted, version)
     except processes.ProcessLost as exc:
         raise Failed(f"Training failed: {exc}") from exc
     assert state.trained is not None
@@ -148,17 +150,14 @@ def train_model(state: RunState, env: WorkerEnv) -> str:
     return f"{estimator} fitted on {rows} rows in {state.trained.fit_seconds:.2f} s"
 
 
-def _fit_and_score(state: RunState, env: WorkerEnv, version: int) -> None:
-    """Fit and score in a training process, which goes on to write the artifact while this
-    process computes the chance level and the gate (evaluate waits for it to register)."""
-    assert state.holdout is not None and state.baseline is not None and state.draws is not None
-    h, stop = state.holdout, lambda: state.interrupt("train")
+def _task(state: RunState, env: WorkerEnv, version: int) -> fitting.Task:
+    """What the training process fits, and where its artifact goes."""
     settings = env.settings
     # The artifact is written outside a transaction; one active run per pipeline keeps the
     # version number ours, and the unique (pipeline, version) constraint would refuse it
     # otherwise. The pipeline's id is in the directory: a re-created name (a new history
     # beside an archived one) never overwrites the archived one's files.
-    task = fitting.Task(
+    return fitting.Task(
         spec=state.spec,
         kind=state.kind,
         allowed_prefixes=settings.allowed_estimators,
@@ -167,8 +166,15 @@ def _fit_and_score(state: RunState, env: WorkerEnv, version: int) -> None:
         pipeline=f"{state.pipeline_name}@{state.pipeline_id}",
         version=version,
     )
-    child = _trainer(state)
-    state.trained = child.call(fitting.fit, (task,), stop)
+
+
+def _scored(state: RunState, fitted: processes.Pending[fitting.Candidate], version: int) -> None:
+    """Wait for the candidate, fitted and scored in the training process, which goes on to
+    write the artifact while this process computes the chance level and the gate (evaluate
+    waits for it to register)."""
+    assert state.holdout is not None and state.baseline is not None and state.draws is not None
+    h = state.holdout
+    state.trained = fitted.result(lambda: state.interrupt("train"))
     metric, no_skill = state.spec.evaluation.metric, state.baseline.result().value
     recorded = state.trained.predictions
     drawn = state.draws.result()
