@@ -79,6 +79,7 @@ class Options:
     model: str
     cold: int
     idle_s: float
+    idle_runs: int
     bare_rows: str  # "service": the bare script fits on the service's rows; "own": its own split
 
 
@@ -94,6 +95,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--model", choices=sorted(MODELS), default="logistic", help="big job")
     parser.add_argument("--cold", type=int, default=3, help="restarts, each followed by a run")
     parser.add_argument("--idle-s", type=float, default=60.0, help="idle time before a run")
+    parser.add_argument("--idle-runs", type=int, default=1, help="runs after idle time, each")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 repeats, 20 triggers")
     parser.add_argument(
         "--bare-rows",
@@ -114,6 +116,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         args.model,
         1 if args.quick else max(args.cold, 1),
         1.0 if args.quick else args.idle_s,
+        1 if args.quick else max(args.idle_runs, 1),
         args.bare_rows,
     )
 
@@ -168,15 +171,15 @@ def compare(child: BareChild, service: Service, csv: Path, opts: Options) -> Com
 @dataclass
 class Cold:
     restarted: list[RunTiming]  # each the first run after a restart of the service
-    idle: RunTiming  # after idle_s without a run
+    idle: list[RunTiming]  # each after idle_s without a run
     idle_s: float
-    bare: list[float]  # the bare job after the same pauses: one per restart, then the idle one
+    bare: list[float]  # the bare job after the same pauses: one per restart, then per idle run
 
 
 def cold_and_idle(child: BareChild, service: Service, csv: Path, opts: Options) -> Cold:
     """The first run after each of `opts.cold` restarts, triggered as soon as the service
-    answers /readyz, and one run after `opts.idle_s` without any; production exists for all
-    of them, so they do the work of any other run.
+    answers /readyz, and `opts.idle_runs` runs each after `opts.idle_s` without any;
+    production exists for all of them, so they do the work of any other run.
 
     A machine that has been idle runs the next job slower whatever runs it (a plain process
     fitting after 20 s asleep: 5-10 % here, caches and clocks gone cold), so each of these
@@ -193,11 +196,14 @@ def cold_and_idle(child: BareChild, service: Service, csv: Path, opts: Options) 
         time.sleep(pause)
         bare.append(child.run(job)["seconds"])
         print(f"  restart {i + 1}/{opts.cold} (ready after {pause:.1f} s)", flush=True)
-    print(f"  idle for {opts.idle_s:g} s, then the same for the bare script ...", flush=True)
-    time.sleep(opts.idle_s)
-    idle = run_timing(trigger_and_wait(service, BIG, BIG_POLL_S))
-    time.sleep(opts.idle_s)
-    bare.append(child.run(job)["seconds"])
+    idle: list[RunTiming] = []
+    for i in range(opts.idle_runs):
+        print(f"  idle for {opts.idle_s:g} s, then the same for the bare script ...", flush=True)
+        time.sleep(opts.idle_s)
+        idle.append(run_timing(trigger_and_wait(service, BIG, BIG_POLL_S)))
+        time.sleep(opts.idle_s)
+        bare.append(child.run(job)["seconds"])
+        print(f"  idle run {i + 1}/{opts.idle_runs}", flush=True)
     return Cold(restarted, idle, opts.idle_s, bare)
 
 
@@ -207,24 +213,26 @@ def bare_median(cmp: Comparison) -> float:
 
 
 def paused_ratios(cold: Cold) -> tuple[float, float]:
-    """The first runs after a restart and the run after idle, each over the bare job after
+    """The first runs after a restart and the runs after idle, each over the bare job after
     the same pause (medians of the pairs)."""
     restarts = [r.server_s / b for r, b in zip(cold.restarted, cold.bare, strict=False)]
-    return med(restarts), cold.idle.server_s / cold.bare[-1]
+    idle_bare = cold.bare[len(cold.restarted) :]
+    idle = [r.server_s / b for r, b in zip(cold.idle, idle_bare, strict=True)]
+    return med(restarts), med(idle)
 
 
 def print_cold(cold: Cold, cmp: Comparison) -> None:
     bare = bare_median(cmp)
     print(
-        f"\n-- cold and idle: the first run after each of {len(cold.restarted)} restarts, and a "
-        f"run after {cold.idle_s:g} s idle --"
+        f"\n-- cold and idle: the first run after each of {len(cold.restarted)} restarts, and "
+        f"{len(cold.idle)} run(s) each after {cold.idle_s:g} s idle --"
     )
     print(f"  {'':<46}{'median':>11}{'min':>8}{'max':>8}   ratio to the warm bare median")
-    restarts, idle = cold.bare[: len(cold.restarted)], cold.bare[-1:]
+    restarts, idle = cold.bare[: len(cold.restarted)], cold.bare[len(cold.restarted) :]
     for label, values in (
         ("first run after a restart", [r.server_s for r in cold.restarted]),
         ("  bare job after the same pause", restarts),
-        (f"run after {cold.idle_s:g} s idle", [cold.idle.server_s]),
+        (f"run after {cold.idle_s:g} s idle", [r.server_s for r in cold.idle]),
         (f"  bare job after {cold.idle_s:g} s idle", idle),
         ("warm runs (above)", [r.server_s for r in cmp.service]),
     ):
@@ -233,7 +241,7 @@ def print_cold(cold: Cold, cmp: Comparison) -> None:
     after_restart, after_idle = paused_ratios(cold)
     print(
         f"  service over the bare job after the same pause: {after_restart:.3f} after a restart "
-        f"(median of pairs), {after_idle:.3f} after idle"
+        f"(median of pairs), {after_idle:.3f} after idle (median of pairs)"
     )
     train = med([r.steps.get("train", 0.0) for r in cold.restarted])
     fit = med([r.fit_s or 0.0 for r in cold.restarted])
@@ -241,7 +249,7 @@ def print_cold(cold: Cold, cmp: Comparison) -> None:
     print("  steps (ms)            " + "".join(f"{name:>11}" for name in STEP_NAMES))
     for label, runs in (
         ("after a restart", cold.restarted),
-        ("after idle", [cold.idle]),
+        ("after idle", cold.idle),
         ("warm (median)", cmp.service),
     ):
         cells = "".join(
@@ -415,7 +423,12 @@ def summary_rows(
         ("ratio, first run after a restart", after_restart, "", 1.05),
         ("  the same, over the warm bare median", restart_vs_warm, "", 0),
         (f"ratio, run after {cold.idle_s:g} s idle", after_idle, "", 1.05),
-        ("  the same, over the warm bare median", cold.idle.server_s / warm_bare, "", 0),
+        (
+            "  the same, over the warm bare median",
+            med([r.server_s for r in cold.idle]) / warm_bare,
+            "",
+            0,
+        ),
         ("  ratio vs bare + scoring production", med(server) / med(gated), "", 1.05),
         ("  ratio of the minimums", min(server) / min(bare), "", 0),
         ("  median of the paired ratios", med(paired), "", 0),
