@@ -52,8 +52,9 @@ def rehearse_fitting() -> None:
     """A run's calls to its training process, made in it on made-up rows; never raises."""
     try:
         spec = _spec()
+        task = fitting.Task(spec, "classifier", ("sklearn.",), None, _Memory(), "rehearsal", 1)
         fitting.split(_made_up_rows(), spec, "classifier")
-        fitting.fit(fitting.Task(spec, "classifier", ("sklearn.",), None, _Memory(), "r", 1))
+        fitting.fit(task)
         fitting.stored()
         fitting.forget()
     except Exception:
