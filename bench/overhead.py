@@ -173,7 +173,8 @@ class Cold:
     restarted: list[RunTiming]  # each the first run after a restart of the service
     idle: list[RunTiming]  # each after idle_s without a run
     idle_s: float
-    bare: list[float]  # the bare job after the same pauses: one per restart, then per idle run
+    bare_restarted: list[float]  # the bare job after the same pause as each restart
+    bare_idle: list[float]  # the bare job after idle_s, one per idle run
 
 
 def cold_and_idle(child: BareChild, service: Service, csv: Path, opts: Options) -> Cold:
@@ -187,24 +188,25 @@ def cold_and_idle(child: BareChild, service: Service, csv: Path, opts: Options) 
     answer, or idle_s."""
     job = measured_job(csv, opts)
     restarted: list[RunTiming] = []
-    bare: list[float] = []
+    bare_restarted: list[float] = []
     for i in range(opts.cold):
         began = time.monotonic()
         service.restart()
         pause = time.monotonic() - began
         restarted.append(run_timing(trigger_and_wait(service, BIG, BIG_POLL_S)))
         time.sleep(pause)
-        bare.append(child.run(job)["seconds"])
+        bare_restarted.append(child.run(job)["seconds"])
         print(f"  restart {i + 1}/{opts.cold} (ready after {pause:.1f} s)", flush=True)
     idle: list[RunTiming] = []
+    bare_idle: list[float] = []
     for i in range(opts.idle_runs):
         print(f"  idle for {opts.idle_s:g} s, then the same for the bare script ...", flush=True)
         time.sleep(opts.idle_s)
         idle.append(run_timing(trigger_and_wait(service, BIG, BIG_POLL_S)))
         time.sleep(opts.idle_s)
-        bare.append(child.run(job)["seconds"])
+        bare_idle.append(child.run(job)["seconds"])
         print(f"  idle run {i + 1}/{opts.idle_runs}", flush=True)
-    return Cold(restarted, idle, opts.idle_s, bare)
+    return Cold(restarted, idle, opts.idle_s, bare_restarted, bare_idle)
 
 
 def bare_median(cmp: Comparison) -> float:
@@ -215,9 +217,8 @@ def bare_median(cmp: Comparison) -> float:
 def paused_ratios(cold: Cold) -> tuple[float, float]:
     """The first runs after a restart and the runs after idle, each over the bare job after
     the same pause (medians of the pairs)."""
-    restarts = [r.server_s / b for r, b in zip(cold.restarted, cold.bare, strict=False)]
-    idle_bare = cold.bare[len(cold.restarted) :]
-    idle = [r.server_s / b for r, b in zip(cold.idle, idle_bare, strict=True)]
+    restarts = [r.server_s / b for r, b in zip(cold.restarted, cold.bare_restarted, strict=True)]
+    idle = [r.server_s / b for r, b in zip(cold.idle, cold.bare_idle, strict=True)]
     return med(restarts), med(idle)
 
 
@@ -228,12 +229,11 @@ def print_cold(cold: Cold, cmp: Comparison) -> None:
         f"{len(cold.idle)} run(s) each after {cold.idle_s:g} s idle --"
     )
     print(f"  {'':<46}{'median':>11}{'min':>8}{'max':>8}   ratio to the warm bare median")
-    restarts, idle = cold.bare[: len(cold.restarted)], cold.bare[len(cold.restarted) :]
     for label, values in (
         ("first run after a restart", [r.server_s for r in cold.restarted]),
-        ("  bare job after the same pause", restarts),
+        ("  bare job after the same pause", cold.bare_restarted),
         (f"run after {cold.idle_s:g} s idle", [r.server_s for r in cold.idle]),
-        (f"  bare job after {cold.idle_s:g} s idle", idle),
+        (f"  bare job after {cold.idle_s:g} s idle", cold.bare_idle),
         ("warm runs (above)", [r.server_s for r in cmp.service]),
     ):
         low, high = min(values) * 1000, max(values) * 1000
