@@ -7,7 +7,9 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from app.core.db import read_only_unit
 from app.main import create_app
+from app.registry import service as registry
 from tests.conftest import TestClient
 from tests.factories import churn_frame, pipeline_spec, wait_for_run, write_csv
 from tests.webhook_server import deploy_target
@@ -273,3 +275,35 @@ class TestPredict:
             response = restarted.post(f"{BASE}/predict", json={"instances": INSTANCES})
         assert response.status_code == 409
         assert "failed its sha256 check" in response.json()["detail"]
+
+
+class TestLargestTrainingData:
+    """What a start readies memory for (app.execution.worker.prepare_memory): the most cells
+    any live pipeline's latest version was trained on."""
+
+    def largest(self, client: Any) -> int:
+        with read_only_unit(client.app.state.services.factory) as session:
+            return registry.largest_training_data(session=session)
+
+    def trained(self, client: Any, tmp_path: Path, name: str, rows: int) -> None:
+        path = f"data/{name}.csv"
+        write_csv(tmp_path / path, churn_frame(rows))
+        source = {"kind": "csv", "path": path}
+        spec = pipeline_spec(name, source=source)
+        assert client.put(f"{API}/pipelines/{name}", json=spec).status_code in (200, 201)
+        response = client.post(f"{API}/pipelines/{name}/runs")
+        assert response.status_code == 202, response.text
+        assert wait_for_run(client, response.json()["id"])["status"] == "completed"
+
+    def test_the_latest_version_of_each_live_pipeline_counts(
+        self, client: Any, tmp_path: Path
+    ) -> None:
+        assert self.largest(client) == 0  # no version yet
+        self.trained(client, tmp_path, "small", 200)
+        assert self.largest(client) == 200 * 4
+        self.trained(client, tmp_path, "shrinking", 600)
+        assert self.largest(client) == 600 * 4
+        self.trained(client, tmp_path, "shrinking", 300)  # its latest version: 300 rows
+        assert self.largest(client) == 300 * 4
+        assert client.delete(f"{API}/pipelines/shrinking").status_code == 204  # archived
+        assert self.largest(client) == 200 * 4

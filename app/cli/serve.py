@@ -52,7 +52,7 @@ def _warm_up_in_background(ready: threading.Event, env: WorkerEnv) -> None:
 
         try:
             worker.warm_up()
-            worker.preload_production(env)
+            worker.prepare(env)
         except Exception:
             log.exception("could not prepare a training process; the first run will start one")
         finally:

@@ -90,7 +90,7 @@ def _warm_up(env: WorkerEnv) -> None:
 
     processes.start_forkserver()
     worker.warm_up()
-    worker.preload_production(env)
+    worker.prepare(env)
 
 
 def _execute(run_id: int, env: WorkerEnv) -> None:

@@ -22,6 +22,13 @@ service's CPU (medians of three services, ten runs each). `keep_freed_memory()` 
 thresholds at their ceilings and caps the arenas at 2: ~8,000 faults and 270-330 ms, for 50-70
 MB more resident memory (without the cap, ~11,000 faults and ~150 MB more memory). A forest's
 run on 36,000 rows: 3,000 faults against 1,100, the same CPU and memory.
+
+That still left the first run after a start on fresh pages: the arenas hold only what the
+start-up needed. Reading and checking 400,000 rows x 10 columns took ~45,000 page faults and
+~150 ms more of the service's CPU in the first run than in the next, ~90 ms of it in
+load_data, before the fit could start. `keep_reserve(size)` has each arena keep `size` bytes
+free whenever it trims, and `fault_in(size)`, called once in each thread that runs a run's work,
+writes that much memory there first: the first run then faults and costs what the next does.
 """
 
 from __future__ import annotations
@@ -35,8 +42,9 @@ import time
 
 log = logging.getLogger(__name__)
 # mallopt(3) parameters and the values keep_freed_memory() sets.
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8
+M_TRIM_THRESHOLD, M_TOP_PAD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -2, -3, -8
 ALLOCATOR = {M_MMAP_THRESHOLD: 32 << 20, M_TRIM_THRESHOLD: 64 << 20, M_ARENA_MAX: 2}
+BLOCK = 1 << 20  # fault_in's blocks: under the mmap threshold, so they come from the arena
 
 
 def settle() -> None:
@@ -55,19 +63,10 @@ def keep_freed_memory() -> bool:
     """Have glibc keep what a run frees for the next one (see above); call it first thing in a
     service process. False, changing nothing, where the C library is not glibc or where the
     operator tunes its allocator (MALLOC_* variables, glibc.malloc tunables)."""
-    tunables = os.environ.get("GLIBC_TUNABLES", "")
-    if any(name.startswith("MALLOC_") for name in os.environ) or "glibc.malloc." in tunables:
+    if _operator_tunes():
         log.info("the memory allocator is left as the environment sets it")
         return False
-    if sys.platform != "linux":
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    # musl has a mallopt that does nothing and answers 0; glibc answers 1 for each one it took.
-    if not all([mallopt(param, value) == 1 for param, value in ALLOCATOR.items()]):
+    if not _set(ALLOCATOR):
         return False
     log.info(
         "the memory allocator keeps freed memory for the next run: blocks up to %d MB from "
@@ -77,3 +76,33 @@ def keep_freed_memory() -> bool:
         ALLOCATOR[M_ARENA_MAX],
     )
     return True
+
+
+def keep_reserve(size: int) -> bool:
+    """Have every arena keep `size` bytes free whenever glibc trims it (its top pad), so that
+    memory fault_in() wrote stays there for runs; False where keep_freed_memory() would be."""
+    return not _operator_tunes() and _set({M_TOP_PAD: size})
+
+
+def fault_in(size: int) -> None:
+    """Write `size` bytes (rounded down to whole blocks) from the calling thread's arena and
+    free them: with keep_reserve(size) they stay mapped, ready for the thread's next blocks."""
+    blocks = [b"\x01" * BLOCK for _ in range(size // BLOCK)]
+    del blocks
+
+
+def _operator_tunes() -> bool:
+    tunables = os.environ.get("GLIBC_TUNABLES", "")
+    return any(name.startswith("MALLOC_") for name in os.environ) or "glibc.malloc." in tunables
+
+
+def _set(params: dict[int, int]) -> bool:
+    if sys.platform != "linux":
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    # musl has a mallopt that does nothing and answers 0; glibc answers 1 for each one it took.
+    return all([mallopt(param, value) == 1 for param, value in params.items()])

@@ -51,3 +51,19 @@ def run(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
 def submit(fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Future[T]:
     """Start fn in a compute thread; the caller collects the result later."""
     return _POOL.submit(fn, *args, **kwargs)
+
+
+def on_threads(count: int, fn: Callable[[], None]) -> None:
+    """fn() in `count` different compute threads, one after another: what a thread leaves in
+    its own allocator arena (app.core.heap.fault_in) is then there in each of the threads that
+    later runs' work is most likely to take. They all wait until `count` threads have started."""
+    started = threading.Barrier(count)
+    one_at_a_time = threading.Lock()
+
+    def call() -> None:
+        started.wait()
+        with one_at_a_time:
+            fn()
+
+    for future in [submit(call) for _ in range(count)]:
+        future.result()

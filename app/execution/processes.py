@@ -184,6 +184,9 @@ class Children:
         self._idle: list[Child] = []
         self._lock = threading.Lock()
         self.prepare = prepare
+        # What a child started by warm() readies its shared input file for: the size of the
+        # last one given back, or what the start expects (expect_inputs).
+        self._input_bytes = 0
 
     def call(self, fn: Callable[..., T], *args: Any, stop: StopCheck | None = None) -> T:
         with self.reserved() as child:
@@ -224,8 +227,18 @@ class Children:
         with self._lock:
             if self._idle:
                 return
+        child = Child(self.prepare)
+        child.outbox.reserve(self._input_bytes)
         # No refill: a child that died at once would start the next, and that the next.
-        self._give_back(Child(self.prepare), refill=False)
+        self._give_back(child, refill=False)
+
+    def expect_inputs(self, size: int) -> None:
+        """Ready the shared input file of each idle child, and of each child warm() starts
+        later, for calls whose buffers take `size` bytes (at most KEEP_OUTBOX_BYTES)."""
+        with self._lock:
+            self._input_bytes = max(self._input_bytes, min(size, KEEP_OUTBOX_BYTES))
+            for child in self._idle:
+                child.outbox.reserve(self._input_bytes)
 
     def _give_back(self, child: Child, *, refill: bool = True) -> None:
         now = time.monotonic()
@@ -235,6 +248,8 @@ class Children:
             if kept:
                 child.idle_since = now
                 self._idle.append(child)
+            if child.outbox.capacity:
+                self._input_bytes = child.outbox.capacity
             # The first idle child stays warm; others go once they have idled long enough.
             expired: list[Child] = []
             while len(self._idle) > 1 and now - self._idle[0].idle_since > IDLE_EXPIRY_S:
@@ -260,6 +275,11 @@ def warm_up(prepare: Prepare) -> None:
     started from now on runs `prepare` before its first call."""
     CHILDREN.prepare = prepare
     CHILDREN.warm()
+
+
+def expect_inputs(size: int) -> None:
+    """Ready the training processes' shared input files for `size` bytes (Children)."""
+    CHILDREN.expect_inputs(size)
 
 
 def reserved() -> AbstractContextManager[Child]:

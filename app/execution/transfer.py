@@ -39,19 +39,36 @@ class Outbox:
     def capacity(self) -> int:
         return len(self._mapping) if self._mapping is not None else 0
 
+    def reserve(self, size: int) -> None:
+        """Have room for messages of `size` bytes, its pages written now instead of by the
+        first message (~25-35 ms for 32 MB, which a run's first call waited for)."""
+        if size < SHARED_MIN_BYTES or size <= self.capacity or not _SHARED:
+            return
+        mapping = self._replace(size)
+        block = bytes(1 << 20)
+        for offset in range(0, len(mapping), len(block)):
+            mapping[offset : offset + len(block)] = block[: len(mapping) - offset]
+
     def write(self, raws: list[memoryview], sizes: list[int]) -> int:
         """Copy the buffers in, one after another; the file's descriptor."""
         if sum(sizes) > self.capacity:
-            self.close()
-            self._descriptor = os.memfd_create("mlops-transfer", os.MFD_CLOEXEC)
-            os.ftruncate(self._descriptor, sum(sizes))
-            self._mapping = mmap.mmap(self._descriptor, sum(sizes))
+            self._replace(sum(sizes))
         assert self._mapping is not None and self._descriptor is not None
         offset = 0
         for raw, size in zip(raws, sizes, strict=True):
             self._mapping[offset : offset + size] = raw
             offset += size
         return self._descriptor
+
+    def _replace(self, size: int) -> mmap.mmap:
+        """A new file with room for `size` bytes and a quarter more: data that grows a little
+        from run to run (a source that gains rows) still fits, on pages already written."""
+        self.close()
+        room = size + size // 4
+        self._descriptor = os.memfd_create("mlops-transfer", os.MFD_CLOEXEC)
+        os.ftruncate(self._descriptor, room)
+        self._mapping = mmap.mmap(self._descriptor, room)
+        return self._mapping
 
     def close(self) -> None:
         if self._mapping is not None:

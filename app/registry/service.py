@@ -131,6 +131,34 @@ def _production_refs(session: Session, where: ColumnElement[bool]) -> list[Model
     ]
 
 
+def largest_training_data(*, session: Session) -> int:
+    """The most cells (rows x columns) any live pipeline's latest version was trained on; 0
+    when no such version says (versions record their data's shape in data_fingerprint)."""
+    latest = (
+        select(ModelVersion.pipeline_id, func.max(ModelVersion.version).label("version"))
+        .group_by(ModelVersion.pipeline_id)
+        .subquery()
+    )
+    fingerprints = session.scalars(
+        select(ModelVersion.data_fingerprint)
+        .join(
+            latest,
+            (ModelVersion.pipeline_id == latest.c.pipeline_id)
+            & (ModelVersion.version == latest.c.version),
+        )
+        .join(Pipeline, Pipeline.id == ModelVersion.pipeline_id)
+        .where(Pipeline.archived_at.is_(None))
+    )
+    return max((_cells(fingerprint) for fingerprint in fingerprints), default=0)
+
+
+def _cells(fingerprint: dict[str, Any]) -> int:
+    rows, columns = fingerprint.get("rows"), fingerprint.get("columns")
+    if not isinstance(rows, int) or not isinstance(columns, list):
+        return 0
+    return rows * len(columns)
+
+
 def ledger(*, session: Session, pipeline: Pipeline) -> list[Promotion]:
     """Every promotion and rollback, newest first."""
     return list(
