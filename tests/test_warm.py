@@ -135,8 +135,8 @@ WIDE = {
 def test_a_restarted_service_readies_memory_for_its_largest_pipelines_data(
     tmp_path: Path,
 ) -> None:
-    # 30,000 rows x 11 columns: 330,000 cells, ~10 MB at 32 bytes a cell (app.execution.worker).
-    wide_csv(tmp_path / "wide.csv", 30_000)
+    # 60,000 rows x 11 columns: 660,000 cells, ~10 MB at 16 bytes a cell (app.execution.worker).
+    wide_csv(tmp_path / "wide.csv", 60_000)
     server = Server(tmp_path, MLOPS_WARM_START="true")
     try:
         server.start()
@@ -152,11 +152,11 @@ def test_a_restarted_service_readies_memory_for_its_largest_pipelines_data(
         server.kill()
     assert "memory ready for runs' data" not in first_start  # no pipeline yet
     assert "memory ready for runs' data: 10 MB" in server.log.read_text()
-    assert "for the largest pipeline's 330000 cells" in server.log.read_text()
+    assert "for the largest pipeline's 660000 cells" in server.log.read_text()
 
 
 def test_the_operator_can_turn_the_ready_memory_off(tmp_path: Path) -> None:
-    wide_csv(tmp_path / "wide.csv", 30_000)
+    wide_csv(tmp_path / "wide.csv", 60_000)
     server = Server(tmp_path, MLOPS_WARM_START="true", MLOPS_WARM_MEMORY_MB="0")
     try:
         server.start()

@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     warm_start: bool = True
     # ... and writes, in the threads that do runs' work, as much memory as the largest live
     # pipeline's latest training data took there (app.core.heap), at most this much.
-    warm_memory_mb: int = Field(default=256, ge=0)
+    warm_memory_mb: int = Field(default=128, ge=0)
     # A run whose owner stopped heartbeating for lease_s is settled at the next lease check
     # (every reconcile_s at most): within 15 s of its owner's death on another host.
     lease_s: float = Field(default=10.0, gt=0)
