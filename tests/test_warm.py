@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -60,6 +61,16 @@ def finished_run(api: httpx.Client, name: str) -> dict[str, object]:
     raise AssertionError(f"run {run_id} did not end in 60 s")
 
 
+def restarted_after_a_run(server: Server, spec: dict[str, Any]) -> None:
+    """Start, create the pipeline and run it once, then restart: it has a version now."""
+    server.start()
+    with server.api() as api:
+        assert api.post("/pipelines", json=spec).status_code == 201
+        assert finished_run(api, spec["name"])["status"] == "completed"
+    server.stop()
+    server.start()
+
+
 def test_a_run_its_checks_reject_gives_its_training_process_back(tmp_path: Path) -> None:
     # The training process starts splitting the rows while the service checks them; a run the
     # checks reject collects that split before it gives the process back, so the process is
@@ -97,12 +108,7 @@ def test_a_restarted_service_has_production_loaded_before_it_is_ready(tmp_path: 
         "petal width (cm)": 0.2,
     }
     try:
-        server.start()
-        with server.api() as api:
-            assert api.post("/pipelines", json=IRIS).status_code == 201
-            assert finished_run(api, "iris")["status"] == "completed"
-        server.stop()
-        server.start()
+        restarted_after_a_run(server, IRIS)
         artifacts = list((tmp_path / ".mlops").rglob("*.skops"))
         assert len(artifacts) == 1
         artifacts[0].unlink()
@@ -139,32 +145,22 @@ def test_a_restarted_service_readies_memory_for_its_largest_pipelines_data(
     wide_csv(tmp_path / "wide.csv", 60_000)
     server = Server(tmp_path, MLOPS_WARM_START="true")
     try:
-        server.start()
-        first_start = server.log.read_text()
-        with server.api() as api:
-            assert api.post("/pipelines", json=WIDE).status_code == 201
-            assert finished_run(api, "wide")["status"] == "completed"
-        server.stop()
-        server.start()
+        restarted_after_a_run(server, WIDE)
         with server.api() as api:  # and the next run takes it: the run is as any other
             assert finished_run(api, "wide")["status"] == "completed"
     finally:
         server.kill()
-    assert "memory ready for runs' data" not in first_start  # no pipeline yet
-    assert "memory ready for runs' data: 10 MB" in server.log.read_text()
-    assert "for the largest pipeline's 660000 cells" in server.log.read_text()
+    log = server.log.read_text()
+    assert log.count("memory ready for runs' data") == 1  # at the first start: no version yet
+    assert "memory ready for runs' data: 10 MB" in log
+    assert "for the largest pipeline's 660000 cells" in log
 
 
 def test_the_operator_can_turn_the_ready_memory_off(tmp_path: Path) -> None:
     wide_csv(tmp_path / "wide.csv", 60_000)
     server = Server(tmp_path, MLOPS_WARM_START="true", MLOPS_WARM_MEMORY_MB="0")
     try:
-        server.start()
-        with server.api() as api:
-            assert api.post("/pipelines", json=WIDE).status_code == 201
-            assert finished_run(api, "wide")["status"] == "completed"
-        server.stop()
-        server.start()
+        restarted_after_a_run(server, WIDE)
     finally:
         server.kill()
     assert "memory ready for runs' data" not in server.log.read_text()
