@@ -184,8 +184,8 @@ class Children:
         self._idle: list[Child] = []
         self._lock = threading.Lock()
         self.prepare = prepare
-        # What a child started by warm() readies its shared input file for: the size of the
-        # last one given back, or what the start expects (expect_inputs).
+        # The size a child started by warm() makes its shared input file: that of the last
+        # child given back, or what the start expects (expect_inputs).
         self._input_bytes = 0
 
     def call(self, fn: Callable[..., T], *args: Any, stop: StopCheck | None = None) -> T:
@@ -236,7 +236,8 @@ class Children:
         """Ready the shared input file of each idle child, and of each child warm() starts
         later, for calls whose buffers take `size` bytes (at most KEEP_OUTBOX_BYTES)."""
         with self._lock:
-            self._input_bytes = max(self._input_bytes, min(size, KEEP_OUTBOX_BYTES))
+            room = min(transfer.room_for(size), KEEP_OUTBOX_BYTES)
+            self._input_bytes = max(self._input_bytes, room)
             for child in self._idle:
                 child.outbox.reserve(self._input_bytes)
 

@@ -52,7 +52,7 @@ class Outbox:
     def write(self, raws: list[memoryview], sizes: list[int]) -> int:
         """Copy the buffers in, one after another; the file's descriptor."""
         if sum(sizes) > self.capacity:
-            self._replace(sum(sizes))
+            self._replace(room_for(sum(sizes)))
         assert self._mapping is not None and self._descriptor is not None
         offset = 0
         for raw, size in zip(raws, sizes, strict=True):
@@ -61,13 +61,10 @@ class Outbox:
         return self._descriptor
 
     def _replace(self, size: int) -> mmap.mmap:
-        """A new file with room for `size` bytes and a quarter more: data that grows a little
-        from run to run (a source that gains rows) still fits, on pages already written."""
         self.close()
-        room = size + size // 4
         self._descriptor = os.memfd_create("mlops-transfer", os.MFD_CLOEXEC)
-        os.ftruncate(self._descriptor, room)
-        self._mapping = mmap.mmap(self._descriptor, room)
+        os.ftruncate(self._descriptor, size)
+        self._mapping = mmap.mmap(self._descriptor, size)
         return self._mapping
 
     def close(self) -> None:
@@ -76,6 +73,13 @@ class Outbox:
         if self._descriptor is not None:
             os.close(self._descriptor)
         self._descriptor, self._mapping = None, None
+
+
+def room_for(size: int) -> int:
+    """What a shared file for `size` bytes is made with: a quarter more, so that data which
+    grows a little from run to run (a source that gains rows) still fits, on pages already
+    written."""
+    return size + size // 4
 
 
 def send(conn: Connection, obj: object, outbox: Outbox | None = None) -> None:
