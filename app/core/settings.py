@@ -43,8 +43,9 @@ class Settings(BaseSettings):
     training_memory_mb: int | None = Field(default=None, ge=16)
     # `mlops serve` (thread executor) prepares a training process before it reports ready.
     warm_start: bool = True
-    # ... and writes, in the threads that do runs' work, as much memory as the largest live
-    # pipeline's latest training data took there (app.core.heap), at most this much.
+    # A start readies memory for the largest live pipeline's latest training data, in the
+    # compute threads' arenas and in the training processes' shared input files, at most this
+    # many MB of each (app.execution.worker.prepare_memory); 0: none.
     warm_memory_mb: int = Field(default=128, ge=0)
     # A run whose owner stopped heartbeating for lease_s is settled at the next lease check
     # (every reconcile_s at most): within 15 s of its owner's death on another host.
