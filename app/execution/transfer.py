@@ -45,7 +45,7 @@ class Outbox:
         if size < SHARED_MIN_BYTES or size <= self.capacity or not _SHARED:
             return
         mapping = self._replace(size)
-        block = bytes(1 << 20)
+        block = memoryview(bytes(1 << 20))  # sliced without a copy (a bytes slice copies)
         for offset in range(0, len(mapping), len(block)):
             mapping[offset : offset + len(block)] = block[: len(mapping) - offset]
 
